@@ -1,0 +1,1 @@
+"""HTTP API: FastAPI routers translating HTTP to the platform services."""

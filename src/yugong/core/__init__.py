@@ -1,0 +1,1 @@
+"""Shared vocabulary: settings, errors, quality, time, sample batches, thing models."""

@@ -1,0 +1,160 @@
+"""All configuration in one place: ``YUGONG_*`` environment variables over an optional YAML
+file (``YUGONG_CONFIG`` or ``--config``) over the defaults below.
+
+The defaults describe one machine with nothing to install: an embedded MQTT broker, DuckDB
+time series and SQLite metadata under ``data_dir``. A ``postgresql://`` ``database_url``
+moves both the registry and the time series to PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+_DEV_SECRET_FILE = "secret.key"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="YUGONG_", extra="forbid")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Field(Path("data"), description="Where embedded storage keeps its files.")
+
+    # Storage
+    database_url: str | None = Field(
+        None, description="Registry database. Default: SQLite in data_dir. "
+        "postgresql://... also moves the time series to PostgreSQL.")
+    timeseries_url: str | None = Field(
+        None, description="Override for the time-series store: duckdb:///path or postgresql://...")
+    timeseries_compact_interval_s: float = Field(
+        30.0, description="How often the background compactor looks for work.")
+    retention_interval_s: float = Field(
+        3600.0, description="How often per-tenant retention is applied.")
+
+    # HTTP
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    max_request_bytes: int = Field(
+        64 * 1024 * 1024, description="Largest accepted request body (bulk ingest).")
+
+    # MQTT
+    mqtt_embedded: bool = Field(True, description="Start the embedded broker (amqtt).")
+    mqtt_host: str = Field("127.0.0.1", description="Embedded broker listen address.")
+    mqtt_port: int = Field(1883, description="Embedded broker listen port.")
+    mqtt_url: str | None = Field(
+        None, description="External broker to subscribe to, e.g. mqtt://user:pass@host:1883. "
+        "Setting it turns the embedded broker off.")
+    mqtt_max_payload_bytes: int = 1024 * 1024
+
+    # Ingest
+    ingest_batch_rows: int = Field(50_000, description="Writer flushes at this many rows ...")
+    ingest_flush_ms: int = Field(200, description="... or when its oldest row is this old.")
+    ingest_queue_rows: int = Field(
+        5_000_000, description="Rows waiting to be written before ingest pushes back.")
+
+    # Access
+    secret_key: str | None = Field(
+        None, description="Signs access tokens. Required in production; generated and kept "
+        "in data_dir in development.")
+    access_token_minutes: int = 30
+    refresh_token_days: int = 14
+    admin_username: str = "admin"
+    admin_password: str | None = Field(
+        None, description="Bootstrap platform admin password; printed once if generated.")
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("mqtt://", "mqtts://", "tcp://")):
+            raise ValueError("mqtt_url must start with mqtt://, mqtts:// or tcp://")
+        return v
+
+    @model_validator(mode="after")
+    def _production_needs_secret(self) -> Settings:
+        if self.environment == "production" and not self.secret_key:
+            raise ValueError("secret_key (YUGONG_SECRET_KEY) must be set in production")
+        if self.secret_key is not None and len(self.secret_key) < 32:
+            raise ValueError("secret_key must be at least 32 characters")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("YUGONG_CONFIG")
+        if config_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    # Derived values -------------------------------------------------------------------------
+
+    @property
+    def registry_url(self) -> str:
+        if self.database_url:
+            return _sqlalchemy_url(self.database_url)
+        return f"sqlite:///{self.data_dir / 'registry.db'}"
+
+    @property
+    def store_url(self) -> str:
+        if self.timeseries_url:
+            return self.timeseries_url
+        if self.database_url and self.database_url.startswith(("postgresql", "postgres")):
+            return self.database_url
+        return f"duckdb:///{self.data_dir / 'timeseries.duckdb'}"
+
+    @property
+    def broker_is_external(self) -> bool:
+        return self.mqtt_url is not None
+
+    def signing_key(self) -> str:
+        """The JWT signing key: configured, or generated once per data_dir in development."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / _DEV_SECRET_FILE
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key
+
+
+def _sqlalchemy_url(url: str) -> str:
+    """Plain postgresql:// URLs use the psycopg 3 driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from env and (optionally) a YAML file; explicit overrides win."""
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.exists():
+            raise FileNotFoundError(f"config file not found: {path}")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of settings at the top level")
+        env_keys = {k[len("YUGONG_"):].lower() for k in os.environ if k.startswith("YUGONG_")}
+        merged = {k: v for k, v in data.items() if k not in env_keys}
+        return Settings(**{**merged, **overrides})
+    return Settings(**overrides)

@@ -1,0 +1,1 @@
+"""Edge layer (边缘层): gateway, connectors, simulators."""

@@ -1,0 +1,1 @@
+"""Infrastructure layer (基础层): storage backends, message bus, embedded broker."""

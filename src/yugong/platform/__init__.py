@@ -1,0 +1,1 @@
+"""Platform layer (平台层): registry, ingest, query."""

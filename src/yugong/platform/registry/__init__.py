@@ -1,0 +1,1 @@
+"""Registry: tenants, assets, products (thing models), devices, series."""

@@ -1,0 +1,56 @@
+"""What ingest and query need to know about a device, resolved once and cached.
+
+A binding maps each thing-model property of a device to its series id and the rules its
+values must follow. The registry builds bindings (:class:`DeviceDirectory`); ingest validates
+against them without touching the database on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+# How a TSL data type is stored: numbers, bools, enums and dates in ``value``; the rest
+# (text, struct, array as JSON) in ``text``.
+ValueKind = Literal["number", "integer", "bool", "enum", "date", "text", "json"]
+
+
+@dataclass(frozen=True)
+class PropertyBinding:
+    identifier: str
+    series: int
+    kind: ValueKind
+    tsl_type: str  # int | float | double | bool | enum | text | date | struct | array
+    min: float | None = None
+    max: float | None = None
+    enum_values: frozenset[int] | None = None
+    max_length: int | None = None
+    unit: str | None = None
+    writable: bool = False
+
+
+@dataclass(frozen=True)
+class DeviceBinding:
+    tenant: int
+    device: int
+    name: str
+    product: int
+    gateway: int | None
+    properties: Mapping[str, PropertyBinding]
+
+
+class DeviceDirectory(Protocol):
+    """Cached device lookups for the hot path. Implementations are thread-safe."""
+
+    def by_token(self, token: str) -> DeviceBinding | None: ...
+
+    def by_id(self, tenant: int, device: int) -> DeviceBinding | None: ...
+
+    def by_name(self, tenant: int, name: str) -> DeviceBinding | None: ...
+
+    def touch(self, devices: Sequence[int], seen_us: int) -> None:
+        """Mark devices as seen now (online); persisted in the background, not per call."""
+
+    def invalidate(self, device: int | None = None) -> None:
+        """Forget cached bindings (one device, or all) after a registry change."""

@@ -1,0 +1,1 @@
+"""Security layer (安全防护): identities, tokens, permissions, tenancy."""
