@@ -45,7 +45,8 @@ class DeviceDirectory(Protocol):
 
     def by_token(self, token: str) -> DeviceBinding | None: ...
 
-    def by_id(self, tenant: int, device: int) -> DeviceBinding | None: ...
+    def by_id(self, device: int) -> DeviceBinding | None:
+        """Global lookup by device id; callers acting for a tenant check ``binding.tenant``."""
 
     def by_name(self, tenant: int, name: str) -> DeviceBinding | None: ...
 
