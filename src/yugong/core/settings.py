@@ -28,7 +28,8 @@ _DEV_SECRET_FILE = "secret.key"
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="YUGONG_", extra="forbid")
 
-    environment: Literal["development", "production"] = "development"
+    environment: Literal["development", "production"] = Field(
+        "development", description="production refuses to start without secret_key.")
     data_dir: Path = Field(Path("data"), description="Where embedded storage keeps its files.")
 
     # Storage
@@ -37,14 +38,16 @@ class Settings(BaseSettings):
         "postgresql://... also moves the time series to PostgreSQL.")
     timeseries_url: str | None = Field(
         None, description="Override for the time-series store: duckdb:///path or postgresql://...")
+    device_offline_after_s: float = Field(
+        300.0, description="A device not heard from for this long is shown offline.")
     timeseries_compact_interval_s: float = Field(
         30.0, description="How often the background compactor looks for work.")
     retention_interval_s: float = Field(
         3600.0, description="How often per-tenant retention is applied.")
 
     # HTTP
-    http_host: str = "127.0.0.1"
-    http_port: int = 8080
+    http_host: str = Field("127.0.0.1", description="HTTP listen address (0.0.0.0 for all).")
+    http_port: int = Field(8080, description="HTTP listen port (API, console, OpenAPI).")
     max_request_bytes: int = Field(
         64 * 1024 * 1024, description="Largest accepted request body (bulk ingest).")
 
@@ -55,7 +58,14 @@ class Settings(BaseSettings):
     mqtt_url: str | None = Field(
         None, description="External broker to subscribe to, e.g. mqtt://user:pass@host:1883. "
         "Setting it turns the embedded broker off.")
-    mqtt_max_payload_bytes: int = 1024 * 1024
+    mqtt_max_payload_bytes: int = Field(
+        1024 * 1024, description="Larger MQTT messages are rejected.")
+    mqtt_topic_prefix: str = Field(
+        "yugong/v1/devices", description="External broker: devices publish to "
+        "PREFIX/{device_id}/telemetry and PREFIX/{device_id}/attributes.")
+    mqtt_shared_subscription: bool = Field(
+        False, description="External broker: subscribe as $share/yugong/... so several "
+        "platform processes split the load.")
 
     # Ingest
     ingest_batch_rows: int = Field(50_000, description="Writer flushes at this many rows ...")
@@ -67,9 +77,9 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(
         None, description="Signs access tokens. Required in production; generated and kept "
         "in data_dir in development.")
-    access_token_minutes: int = 30
-    refresh_token_days: int = 14
-    admin_username: str = "admin"
+    access_token_minutes: int = Field(30, description="Lifetime of an access token (JWT).")
+    refresh_token_days: int = Field(14, description="Lifetime of a refresh token.")
+    admin_username: str = Field("admin", description="Bootstrap platform admin user name.")
     admin_password: str | None = Field(
         None, description="Bootstrap platform admin password; printed once if generated.")
 

@@ -1,0 +1,83 @@
+"""The HTTP application: API under /api/v1 (OpenAPI at /docs), wired to a running Platform."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+
+from yugong import __version__
+from yugong.api import problems
+from yugong.api.limits import BodySizeLimit
+from yugong.api.routers import (
+    apikeys,
+    assets,
+    auth,
+    devices,
+    ingest,
+    products,
+    query,
+    tenants,
+    users,
+)
+from yugong.core.settings import Settings, load_settings
+from yugong.platform.runtime import Platform
+from yugong.web import landing_page
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None, platform: Platform | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    platform = platform or Platform(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await platform.start()
+        state = app.state
+        state.platform = platform
+        state.settings = settings
+        state.db = platform.db
+        state.security = platform.security
+        state.registry = platform.registry
+        state.directory = platform.directory
+        state.store = platform.store
+        state.bus = platform.bus
+        state.writer = platform.writer
+        state.ingest = platform.ingest
+        state.query = platform.query
+        try:
+            yield
+        finally:
+            await platform.stop()
+
+    app = FastAPI(
+        title="Yugong 愚公",
+        version=__version__,
+        description="Open industrial internet platform: devices, thing models, telemetry.",
+        lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    problems.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+
+    for module in (auth, users, apikeys, tenants, assets, products, devices, query):
+        app.include_router(module.router, prefix=API_PREFIX)
+
+    @app.get(f"{API_PREFIX}/health", tags=["system"], summary="Liveness and version")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> HTMLResponse:
+        mqtt = platform.mqtt_address
+        where = f"mqtt://{mqtt[0]}:{mqtt[1]}" if mqtt else (settings.mqtt_url or "off")
+        return HTMLResponse(landing_page(__version__, where))
+
+    # Last: the ThingsBoard device API's /{token}/telemetry must not shadow the routes above.
+    app.include_router(ingest.router, prefix=API_PREFIX)
+    return app

@@ -1,0 +1,206 @@
+"""Devices: CRUD, access tokens (shown once), and the series of each property."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, cast
+
+from fastapi import APIRouter, Depends, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from yugong.api.deps import PrincipalDep
+from yugong.platform.registry.service import Registry
+
+router = APIRouter(prefix="/devices", tags=["devices"])
+
+TenantQuery = Annotated[int | None, Query(description="Platform admins: the tenant to act on.")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+def _registry(request: Request) -> Registry:
+    return cast(Registry, request.app.state.registry)
+
+
+RegistryDep = Annotated[Registry, Depends(_registry)]
+
+
+class DeviceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    tenant_id: int
+    product_id: int
+    asset_id: int | None
+    gateway_id: int | None
+    is_gateway: bool
+    name: str
+    label: str
+    online: bool
+    last_seen_at: datetime | None
+    attributes: dict[str, Any] = Field(description="Client-side attributes from the device.")
+    created_at: datetime
+
+
+class DeviceWithToken(DeviceOut):
+    token: str = Field(description="The access token. Shown this once; store it now.")
+
+
+class DevicePage(BaseModel):
+    items: list[DeviceOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class DeviceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128, description="Unique in the tenant.")
+    product_id: int
+    label: str = Field("", max_length=255)
+    asset_id: int | None = None
+    gateway_id: int | None = Field(None, description="The gateway this device talks through.")
+    is_gateway: bool | None = Field(None, description="Default: the product's flag.")
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    tenant_id: int | None = Field(None, description="Platform admins only: the tenant.")
+
+
+class DeviceUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=128)
+    label: str | None = Field(None, max_length=255)
+    product_id: int | None = Field(None)
+    asset_id: int | None = None
+    gateway_id: int | None = None
+    is_gateway: bool | None = Field(None)
+    attributes: dict[str, Any] | None = Field(None)
+
+    @field_validator("name", "product_id", "is_gateway", "attributes", mode="before")
+    @classmethod
+    def _not_null(cls, v: Any) -> Any:
+        # Omit a field to leave it unchanged; null is only meaningful where allowed.
+        if v is None:
+            raise ValueError("may not be null")
+        return v
+
+
+class TokenOut(BaseModel):
+    token: str = Field(description="The new access token; the old one no longer works.")
+
+
+class SeriesOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    property: str
+
+
+@router.get("", summary="List devices")
+def list_devices(
+    principal: PrincipalDep,
+    registry: RegistryDep,
+    product_id: int | None = None,
+    asset_id: int | None = None,
+    gateway_id: int | None = None,
+    online: bool | None = None,
+    search: Annotated[str | None, Query(max_length=128, description="In name or label.")] = None,
+    tenant_id: TenantQuery = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> DevicePage:
+    page = registry.devices.list(
+        principal,
+        tenant_id=tenant_id,
+        product_id=product_id,
+        asset_id=asset_id,
+        gateway_id=gateway_id,
+        online=online,
+        search=search,
+        limit=limit,
+        offset=offset,
+    )
+    return DevicePage(
+        items=[DeviceOut.model_validate(d) for d in page.items],
+        total=page.total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a device (the answer carries its access token, once)",
+)
+def create_device(
+    body: DeviceCreate, principal: PrincipalDep, registry: RegistryDep
+) -> DeviceWithToken:
+    created = registry.devices.create(principal, **body.model_dump())
+    out = DeviceOut.model_validate(created.device)
+    return DeviceWithToken(**out.model_dump(), token=created.token)
+
+
+@router.get("/{device_id}", summary="Get a device")
+def get_device(
+    device_id: int,
+    principal: PrincipalDep,
+    registry: RegistryDep,
+    tenant_id: TenantQuery = None,
+) -> DeviceOut:
+    return DeviceOut.model_validate(registry.devices.get(principal, device_id, tenant_id=tenant_id))
+
+
+@router.patch("/{device_id}", summary="Change a device")
+def update_device(
+    device_id: int,
+    body: DeviceUpdate,
+    principal: PrincipalDep,
+    registry: RegistryDep,
+    tenant_id: TenantQuery = None,
+) -> DeviceOut:
+    changes = body.model_dump(exclude_unset=True)
+    return DeviceOut.model_validate(
+        registry.devices.update(principal, device_id, tenant_id=tenant_id, **changes)
+    )
+
+
+@router.post("/{device_id}/token", summary="Issue a new access token (shown once)")
+def rotate_token(
+    device_id: int,
+    principal: PrincipalDep,
+    registry: RegistryDep,
+    tenant_id: TenantQuery = None,
+) -> TokenOut:
+    return TokenOut(token=registry.devices.rotate_token(principal, device_id, tenant_id=tenant_id))
+
+
+@router.get("/{device_id}/series", summary="Series id of each property")
+def device_series(
+    device_id: int,
+    principal: PrincipalDep,
+    registry: RegistryDep,
+    tenant_id: TenantQuery = None,
+) -> list[SeriesOut]:
+    rows = registry.devices.series(principal, device_id, tenant_id=tenant_id)
+    return [SeriesOut.model_validate(r) for r in rows]
+
+
+@router.delete(
+    "/{device_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a device and its telemetry",
+)
+def delete_device(
+    device_id: int,
+    request: Request,
+    principal: PrincipalDep,
+    registry: RegistryDep,
+    tenant_id: TenantQuery = None,
+) -> None:
+    device = registry.devices.get(principal, device_id, tenant_id=tenant_id)
+    series = registry.devices.delete(principal, device_id, tenant_id=tenant_id)
+    store = getattr(request.app.state, "store", None)
+    if store is not None and series:
+        store.delete_series(device.tenant_id, series)

@@ -1,0 +1,295 @@
+"""The embedded MQTT broker (amqtt) speaking ThingsBoard's device API.
+
+A device connects with its access token as the MQTT username (the password is ignored, as
+ThingsBoard does; anonymous clients are refused). It may publish only to
+``v1/devices/me/telemetry`` and ``v1/devices/me/attributes`` and subscribe only to the
+topics ThingsBoard SDKs subscribe to at connect. Devices never receive each other's
+messages: ``v1/devices/me/...`` names a different device for every client, so anything the
+platform sends a device goes to that client's session alone.
+
+amqtt speaks MQTT 3.1.1 only; clients that insist on MQTT 5 need an external broker.
+
+Three amqtt plugins share one :class:`DeviceGate`: authentication, topic checking and a
+message hook that hands each accepted publish to ingest. amqtt runs plugin hooks as their
+own tasks, so validation and the writer's backpressure never stall the broker's read loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from amqtt.broker import Broker
+from amqtt.contexts import Action, BaseContext, BrokerConfig, ListenerConfig, ListenerType
+from amqtt.plugins.base import BaseAuthPlugin, BasePlugin, BaseTopicPlugin
+from amqtt.session import ApplicationMessage, Session
+
+from yugong.core.errors import YugongError
+from yugong.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TELEMETRY_TOPIC = "v1/devices/me/telemetry"
+ATTRIBUTES_TOPIC = "v1/devices/me/attributes"
+PUBLISH_TOPICS = frozenset({TELEMETRY_TOPIC, ATTRIBUTES_TOPIC})
+SUBSCRIBE_TOPICS = frozenset({
+    ATTRIBUTES_TOPIC,
+    "v1/devices/me/attributes/response/+",
+    "v1/devices/me/rpc/request/+",
+    "v1/devices/me/rpc/response/+",
+})
+
+
+class Device(Protocol):
+    """What the broker needs of a device binding."""
+
+    @property
+    def tenant(self) -> int: ...
+
+    @property
+    def device(self) -> int: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+class TokenDirectory(Protocol):
+    def by_token(self, token: str) -> Any: ...
+
+
+class Ingest(Protocol):
+    """The ingest service, as far as the broker uses it."""
+
+    def ingest_telemetry(self, device: Any, payload: bytes) -> Awaitable[Any]: ...
+
+    def ingest_attributes(self, device: Any, payload: bytes) -> Awaitable[Any]: ...
+
+    def count_rejected(self, tenant: int, reason: str) -> None: ...
+
+
+class RateLimitedLog:
+    """One log line per key per ``interval_s``; the lines held back are counted in the next."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 10.0) -> None:
+        self.logger = logger
+        self.interval_s = interval_s
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def warning(self, key: str, msg: str) -> None:
+        now = time.monotonic()
+        last, held = self._last.get(key, (0.0, 0))
+        if now - last < self.interval_s:
+            self._last[key] = (last, held + 1)
+            return
+        if len(self._last) > 10_000:  # bound memory under a flood of distinct keys
+            self._last.clear()
+        self._last[key] = (now, 0)
+        more = f" ({held} similar messages suppressed)" if held else ""
+        self.logger.warning("%s%s", msg, more)
+
+
+@dataclass
+class BrokerStats:
+    connections: int = 0  # accepted
+    refused_connections: dict[str, int] = field(default_factory=dict)  # reason -> count
+    refused_topics: int = 0  # publishes / subscribes outside the device API
+    messages: int = 0  # publishes handed to ingest
+    rejected: dict[str, int] = field(default_factory=dict)  # reason -> messages refused
+
+
+class DeviceGate:
+    """State the broker plugins share: client id -> device, counters, ingest."""
+
+    def __init__(self, directory: TokenDirectory, ingest: Ingest, *,
+                 max_payload_bytes: int) -> None:
+        self.directory = directory
+        self.ingest = ingest
+        self.max_payload_bytes = max_payload_bytes
+        self.devices: dict[str, Device] = {}
+        self.stats = BrokerStats()
+        self.rlog = RateLimitedLog(log)
+
+    def _count(self, table: dict[str, int], reason: str) -> None:
+        table[reason] = table.get(reason, 0) + 1
+
+    async def authenticate(self, session: Session) -> bool:
+        token = session.username
+        client = session.client_id or ""
+        if not token:
+            self._count(self.stats.refused_connections, "anonymous")
+            self.rlog.warning("anon", f"MQTT connection from {session.remote_address} refused: "
+                              "no access token (username)")
+            self.devices.pop(client, None)
+            return False
+        # The directory may read the database on a cache miss: keep that off the loop.
+        device = await asyncio.to_thread(self.directory.by_token, token)
+        if device is None:
+            self._count(self.stats.refused_connections, "unknown_token")
+            self.rlog.warning("token", f"MQTT connection from {session.remote_address} "
+                              "refused: unknown access token")
+            self.devices.pop(client, None)
+            return False
+        self.devices[client] = device
+        self.stats.connections += 1
+        return True
+
+    def device_of(self, session: Session | None) -> Device | None:
+        if session is None or not session.client_id:
+            return None
+        device = self.devices.get(session.client_id)
+        if device is None and session.username:
+            # A session taken over by a reconnect may have lost its entry: the token is
+            # still the identity.
+            device = self.directory.by_token(session.username)
+            if device is not None:
+                self.devices[session.client_id] = device
+        return device
+
+    def allowed(self, session: Session | None, topic: str | None, action: Action | None) -> bool:
+        device = self.device_of(session)
+        if device is None or topic is None:
+            return False
+        if action == Action.PUBLISH:
+            ok = topic in PUBLISH_TOPICS
+        elif action == Action.SUBSCRIBE:
+            ok = topic in SUBSCRIBE_TOPICS
+        else:  # RECEIVE: nothing fans out between devices
+            return False
+        if not ok:
+            self.stats.refused_topics += 1
+            self.rlog.warning(f"topic:{device.device}",
+                              f"device '{device.name}' (id {device.device}) may not {action} "
+                              f"'{topic}'")
+        return ok
+
+    async def on_message(self, session: Session | None, message: ApplicationMessage) -> None:
+        device = self.device_of(session)
+        if device is None:
+            return
+        data = bytes(message.data or b"")
+        if len(data) > self.max_payload_bytes:
+            self._reject(device, "too_large",
+                         f"{len(data)} bytes, at most {self.max_payload_bytes} accepted")
+            self.ingest.count_rejected(device.tenant, "too_large")
+            return
+        try:
+            if message.topic == TELEMETRY_TOPIC:
+                await self.ingest.ingest_telemetry(device, data)
+            elif message.topic == ATTRIBUTES_TOPIC:
+                await self.ingest.ingest_attributes(device, data)
+            else:
+                return
+            self.stats.messages += 1
+        except YugongError as exc:  # counted per tenant by the service
+            self._reject(device, str(getattr(exc, "reason", type(exc).__name__)), exc.detail)
+        except Exception:
+            self._count(self.stats.rejected, "error")
+            log.exception("ingest of an MQTT message from device %s failed", device.device)
+
+    def _reject(self, device: Device, reason: str, detail: str) -> None:
+        self._count(self.stats.rejected, reason)
+        self.rlog.warning(f"{device.device}:{reason}",
+                          f"MQTT message from device '{device.name}' (id {device.device}) "
+                          f"rejected: {detail}")
+
+    def forget(self, session: Session | None) -> None:
+        # A takeover may race with this; device_of() recovers from the session's token.
+        if session is not None and session.client_id:
+            self.devices.pop(session.client_id, None)
+
+
+def _gate(context: BaseContext) -> DeviceGate:
+    gate = getattr(context.config, "gate", None)
+    if not isinstance(gate, DeviceGate):
+        raise TypeError("Yugong broker plugins need a DeviceGate in their config ('gate')")
+    return gate
+
+
+class DeviceAuthPlugin(BaseAuthPlugin):
+    @dataclass
+    class Config:
+        gate: Any = None
+
+    def __init__(self, context: BaseContext) -> None:
+        super().__init__(context)
+        self.gate = _gate(context)
+
+    async def authenticate(self, *, session: Session) -> bool | None:
+        return await self.gate.authenticate(session)
+
+
+class DeviceTopicPlugin(BaseTopicPlugin):
+    @dataclass
+    class Config:
+        gate: Any = None
+
+    def __init__(self, context: BaseContext) -> None:
+        super().__init__(context)
+        self.gate = _gate(context)
+
+    async def topic_filtering(self, *, session: Session | None = None, topic: str | None = None,
+                              action: Action | None = None) -> bool | None:
+        return self.gate.allowed(session, topic, action)
+
+
+class IngestPlugin(BasePlugin[BaseContext]):
+    @dataclass
+    class Config:
+        gate: Any = None
+
+    def __init__(self, context: BaseContext) -> None:
+        super().__init__(context)
+        self.gate = _gate(context)
+
+    async def on_broker_message_broadcast(self, *, client_id: str,
+                                          message: ApplicationMessage) -> None:
+        session = self._session(client_id)
+        await self.gate.on_message(session, message)
+
+    async def on_broker_client_disconnected(self, *, client_id: str,
+                                            client_session: Session) -> None:
+        self.gate.forget(client_session)
+
+    def _session(self, client_id: str) -> Session | None:
+        get = getattr(self.context, "get_session", None)
+        return get(client_id) if get is not None else None
+
+
+class EmbeddedBroker:
+    """``await start()`` listens on ``settings.mqtt_host:mqtt_port``; ``await stop()``."""
+
+    def __init__(self, settings: Settings, directory: TokenDirectory, ingest: Ingest) -> None:
+        self.host = settings.mqtt_host
+        self.port = settings.mqtt_port
+        self.gate = DeviceGate(directory, ingest,
+                               max_payload_bytes=settings.mqtt_max_payload_bytes)
+        self._broker: Broker | None = None
+
+    def config(self) -> BrokerConfig:
+        cfg = {"gate": self.gate}
+        return BrokerConfig(
+            listeners={"default": ListenerConfig(type=ListenerType.TCP,
+                                                 bind=f"{self.host}:{self.port}")},
+            plugins={
+                f"{__name__}.DeviceAuthPlugin": cfg,
+                f"{__name__}.DeviceTopicPlugin": cfg,
+                f"{__name__}.IngestPlugin": cfg,
+            },
+        )
+
+    async def start(self) -> None:
+        self._broker = Broker(self.config())
+        await self._broker.start()
+        log.info("embedded MQTT broker listening on %s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._broker is not None:
+            await self._broker.shutdown()
+            self._broker = None
+
+    def stats(self) -> BrokerStats:
+        return self.gate.stats

@@ -1,0 +1,1 @@
+"""Alembic migrations of the metadata database (run through :mod:`yugong.infra.migrate`)."""

@@ -1,0 +1,168 @@
+"""Registry tables: tenants, assets, products (thing models), devices, series.
+
+Rows are only touched through the registry services, which scope every query by tenant.
+Schema changes go through the Alembic migrations in ``yugong/infra/migrations``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column
+
+from yugong.infra.db import Base
+
+ASSET_KINDS = ("site", "workshop", "line", "equipment")
+# The kind a parent must have; sites are roots.
+PARENT_KIND: dict[str, str | None] = {
+    "site": None,
+    "workshop": "site",
+    "line": "workshop",
+    "equipment": "line",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use timezone-aware UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# Every table asks SQLite for AUTOINCREMENT: without it SQLite reuses the largest id after
+# that row is deleted, and a reused series id would inherit the samples of the old series.
+_SQLITE_NO_REUSE = {"sqlite_autoincrement": True}
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+    __table_args__ = _SQLITE_NO_REUSE
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    industry: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: keep
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Asset(Base):
+    __tablename__ = "assets"
+    __table_args__ = (
+        # Names are unique among siblings; roots (sites) have no parent, and NULLs never
+        # collide in a plain unique constraint, so they get a partial index of their own.
+        UniqueConstraint("tenant_id", "parent_id", "name", name="uq_assets_sibling_name"),
+        Index(
+            "uq_assets_root_name",
+            "tenant_id",
+            "name",
+            unique=True,
+            sqlite_where=text("parent_id IS NULL"),
+            postgresql_where=text("parent_id IS NULL"),
+        ),
+        _SQLITE_NO_REUSE,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("assets.id"), index=True, nullable=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(128))
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Product(Base):
+    __tablename__ = "products"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "key", name="uq_products_tenant_key"),
+        _SQLITE_NO_REUSE,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text, default="")
+    is_gateway: Mapped[bool] = mapped_column(Boolean, default=False)
+    tsl: Mapped[dict[str, Any]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name", name="uq_devices_tenant_name"),
+        _SQLITE_NO_REUSE,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    asset_id: Mapped[int | None] = mapped_column(
+        ForeignKey("assets.id", ondelete="SET NULL"), index=True, nullable=True
+    )
+    gateway_id: Mapped[int | None] = mapped_column(
+        ForeignKey("devices.id", ondelete="SET NULL"), index=True, nullable=True
+    )
+    is_gateway: Mapped[bool] = mapped_column(Boolean, default=False)
+    name: Mapped[str] = mapped_column(String(128))
+    label: Mapped[str] = mapped_column(String(255), default="")
+    # sha256 hex of the access token; the plain token is shown once and never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Series(Base):
+    """One (device, property): its id is the int32 series id of the time-series store."""
+
+    __tablename__ = "series"
+    __table_args__ = (
+        UniqueConstraint("device_id", "property", name="uq_series_device_property"),
+        _SQLITE_NO_REUSE,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    property: Mapped[str] = mapped_column(String(64))

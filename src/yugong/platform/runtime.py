@@ -1,0 +1,136 @@
+"""One server process: builds the services from settings, starts them in order, runs the
+housekeeping loops, and stops everything in reverse order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from yugong.core.settings import Settings
+from yugong.core.timeutil import US_PER_S, now_us
+from yugong.infra.bus import InProcessBus
+from yugong.infra.db import Database
+from yugong.infra.migrate import upgrade
+from yugong.infra.timeseries import TimeSeriesStore, open_store
+from yugong.platform.ingest.service import IngestService
+from yugong.platform.ingest.writer import BatchedWriter
+from yugong.platform.query import QueryService
+from yugong.platform.registry.directory import RegistryDirectory
+from yugong.platform.registry.service import Registry
+from yugong.security.bootstrap import ensure_platform_admin
+from yugong.security.principal import SYSTEM
+from yugong.security.service import Security
+
+log = logging.getLogger(__name__)
+SEEN_FLUSH_S = 5.0
+ADMIN_PASSWORD_FILE = "initial-admin-password"
+
+
+class Platform:
+    """Everything a server runs. ``await start()`` then ``await stop()``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.generated_admin_password: str | None = None
+        self.mqtt_address: tuple[str, int] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._broker: Any = None
+        self._subscriber: Any = None
+
+    async def start(self) -> None:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(upgrade, s.registry_url)
+        self.db = Database(s.registry_url)
+        self.security = Security(self.db, s)
+        self.generated_admin_password = await asyncio.to_thread(ensure_platform_admin, self.db, s)
+        if self.generated_admin_password:
+            path = s.data_dir / ADMIN_PASSWORD_FILE
+            path.write_text(self.generated_admin_password + "\n")
+            path.chmod(0o600)
+        self.store: TimeSeriesStore = await asyncio.to_thread(open_store, s.store_url)
+        self.registry = Registry(self.db)
+        self.directory: RegistryDirectory = self.registry.directory
+        self.bus = InProcessBus()
+        self.writer = BatchedWriter(self.store, batch_rows=s.ingest_batch_rows,
+                                    flush_ms=s.ingest_flush_ms,
+                                    max_queue_rows=s.ingest_queue_rows)
+        await self.writer.start()
+        self.ingest = IngestService(self.directory, self.writer, self.bus,
+                                    attribute_sink=self.registry.store_client_attributes)
+        self.query = QueryService(self.directory, self.store)
+        await self._start_mqtt()
+        self._every(SEEN_FLUSH_S, self._housekeeping)
+        self._every(s.retention_interval_s, self._apply_retention)
+        log.info("platform started: registry %s, time series %s", _safe(s.registry_url),
+                 _safe(s.store_url))
+
+    async def _start_mqtt(self) -> None:
+        s = self.settings
+        if s.mqtt_url:
+            from yugong.platform.ingest.mqtt import ExternalBrokerIngest
+
+            self._subscriber = ExternalBrokerIngest(s, self.directory, self.ingest)
+            await self._subscriber.start()
+        elif s.mqtt_embedded:
+            from yugong.infra.broker import EmbeddedBroker
+
+            self._broker = EmbeddedBroker(s, self.directory, self.ingest)
+            await self._broker.start()
+            self.mqtt_address = (s.mqtt_host, s.mqtt_port)
+
+    def _every(self, seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(seconds)
+                try:
+                    await job()
+                except Exception:
+                    log.exception("background job %s failed; it will run again", job.__name__)
+
+        self._tasks.append(asyncio.create_task(loop(), name=job.__name__))
+
+    async def _housekeeping(self) -> None:
+        await asyncio.to_thread(self.directory.flush_seen)
+        await asyncio.to_thread(self.directory.mark_offline_after,
+                                self.settings.device_offline_after_s)
+
+    async def _apply_retention(self) -> None:
+        offset = 0
+        while True:
+            page = await asyncio.to_thread(self.registry.tenants.list, SYSTEM, offset=offset)
+            for tenant in page:
+                if tenant.retention_days:
+                    cutoff = now_us() - tenant.retention_days * 86_400 * US_PER_S
+                    await asyncio.to_thread(self.store.drop_before, tenant.id, cutoff)
+            offset += len(page)
+            if not page.items or offset >= page.total:
+                return
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._subscriber is not None:
+            await self._subscriber.stop()
+        if self._broker is not None:
+            await self._broker.stop()
+        await self.writer.close()
+        await asyncio.to_thread(self.directory.flush_seen)
+        await asyncio.to_thread(self.store.close)
+        self.db.dispose()
+        log.info("platform stopped")
+
+
+def _safe(url: str) -> str:
+    """A URL for logs, without its password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
+    return url

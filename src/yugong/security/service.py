@@ -1,0 +1,54 @@
+"""One object the application holds for access: ``app.state.security``."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+
+from yugong.core.errors import Unauthorized
+from yugong.core.settings import Settings
+from yugong.infra.db import Database
+from yugong.security.apikeys import ApiKeys, looks_like_key
+from yugong.security.passwords import PasswordPolicy, Passwords
+from yugong.security.principal import Principal
+from yugong.security.sessions import Sessions
+from yugong.security.tokens import TokenCodec
+from yugong.security.users import Users
+
+
+class Security:
+    """Users, sessions (tokens) and API keys over one database and signing key.
+
+    ``hasher`` and ``policy`` are for deployments (and tests) that tune argon2's cost or
+    the password rules.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        hasher: PasswordHasher | None = None,
+        policy: PasswordPolicy | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.passwords = Passwords(hasher)
+        self.policy = policy or PasswordPolicy()
+        self.codec = TokenCodec(
+            settings.signing_key(),
+            access_ttl_s=settings.access_token_minutes * 60,
+            refresh_ttl_s=settings.refresh_token_days * 86_400,
+        )
+        self.sessions = Sessions(db, self.codec, self.passwords)
+        self.users = Users(db, self.passwords, self.sessions, self.policy)
+        self.apikeys = ApiKeys(db)
+
+    def authenticate(self, credential: str) -> Principal:
+        """The caller behind a bearer credential: an API key (``ygk_...``) or an access
+        token."""
+        credential = credential.strip()
+        if not credential:
+            raise Unauthorized("missing credentials")
+        if looks_like_key(credential):
+            return self.apikeys.authenticate(credential)
+        return self.sessions.authenticate(credential)
