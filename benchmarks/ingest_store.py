@@ -84,6 +84,7 @@ def main() -> None:
         out["raw_engine"] = "duckdb arrow append into a plain table"
     else:
         import psycopg
+
         from yugong.infra.timeseries.postgres import PostgresStore, copy_buffer
 
         admin = args.pg_url

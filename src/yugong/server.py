@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+import time
 from collections.abc import Awaitable, Callable
 
 import uvicorn
@@ -29,7 +31,7 @@ async def serve(settings: Settings, after_start: AfterStart | None = None) -> No
                             log_config=None, lifespan="on", access_log=False)
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
-    while not server.started and not serving.done():
+    while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.05)
     if serving.done():  # failed to start: surface the reason
         await serving
@@ -42,3 +44,45 @@ async def serve(settings: Settings, after_start: AfterStart | None = None) -> No
             job.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await job
+
+
+class BackgroundServer:
+    """The whole platform (HTTP and MQTT on real sockets) in a background thread, for
+    end-to-end tests and benchmarks: ``with BackgroundServer(settings) as srv: srv.url``."""
+
+    def __init__(self, settings: Settings, *, start_timeout_s: float = 60.0) -> None:
+        self.settings = settings
+        self.platform = Platform(settings)
+        self.url = f"http://{settings.http_host}:{settings.http_port}"
+        self._timeout = start_timeout_s
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def __enter__(self) -> BackgroundServer:
+        self.app = create_app(self.settings, self.platform)
+        config = uvicorn.Config(self.app,
+                                host=self.settings.http_host, port=self.settings.http_port,
+                                log_config=None, lifespan="on", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+
+        def run() -> None:
+            try:
+                asyncio.run(self._server.serve())  # type: ignore[union-attr]
+            except BaseException as exc:  # reported to the starting thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="yugong-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + self._timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {self._error!r}")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._server is not None and self._thread is not None
+        self._server.should_exit = True
+        self._thread.join(timeout=60)

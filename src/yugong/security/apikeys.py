@@ -21,8 +21,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from yugong.core.errors import FieldError, Forbidden, InvalidInput, NotFound, Unauthorized
-from yugong.infra.db import Database
-from yugong.security.models import ApiKey, User, utcnow
+from yugong.infra.db import Database, utcnow
+from yugong.security.models import ApiKey, User
 from yugong.security.principal import Principal, Role
 from yugong.security.users import check_grant, ensure_tenant, parse_role, placement
 

@@ -15,8 +15,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from yugong.core.errors import Unauthorized
-from yugong.infra.db import Database
-from yugong.security.models import RefreshToken, User, utcnow
+from yugong.infra.db import Database, utcnow
+from yugong.security.models import RefreshToken, User
 from yugong.security.passwords import Passwords
 from yugong.security.principal import Principal, Role
 from yugong.security.tokens import TokenCodec, TokenPair, new_id

@@ -16,8 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from yugong.core.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
-from yugong.infra.db import Database
-from yugong.security.models import User, utcnow
+from yugong.infra.db import Database, utcnow
+from yugong.security.models import User
 from yugong.security.passwords import PasswordPolicy, Passwords
 from yugong.security.permissions import can_grant
 from yugong.security.principal import Principal, Role

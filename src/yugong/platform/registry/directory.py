@@ -17,11 +17,11 @@ from sqlalchemy import case, literal, select, update
 
 from yugong.core import tsl
 from yugong.core.timeutil import us_to_datetime
-from yugong.infra.db import Database
+from yugong.infra.db import Database, UTCDateTime, utcnow
 
 from .bindings import DeviceBinding, PropertyBinding, ValueKind
 from .devices import hash_token
-from .models import Device, Product, Series, Tenant, UTCDateTime, utcnow
+from .models import Device, Product, Series, Tenant
 
 _KIND: dict[str, ValueKind] = {
     "int": "integer",

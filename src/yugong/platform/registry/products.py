@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from yugong.core import tsl
 from yugong.core.errors import Conflict, FieldError, NotFound
-from yugong.infra.db import Database
+from yugong.infra.db import Database, utcnow
 from yugong.security.principal import Principal
 
 from ._common import (
@@ -27,7 +27,7 @@ from ._common import (
     scope,
     unique_violation,
 )
-from .models import Device, Product, Series, utcnow
+from .models import Device, Product, Series
 from .records import ChangeEvent, Listing, ProductRecord
 
 _KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
