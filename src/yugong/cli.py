@@ -213,6 +213,15 @@ def cmd_user_set_password(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_product_import(args: argparse.Namespace, settings: Settings) -> int:
+    document = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    with _open(settings) as ctx:
+        product, created = ctx.import_product(args.tenant, document, key=args.key, name=args.name)
+    print(f"product {product['id']} {'created' if created else 'updated'}: {product['key']} "
+          f"(model version {product['version']})")
+    return 0
+
+
 def cmd_device_create(args: argparse.Namespace, settings: Settings) -> int:
     with _open(settings) as ctx:
         d, token = ctx.create_device(args.tenant, args.name, args.product)
@@ -285,6 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     us.add_argument("username")
     us.add_argument("--password")
 
+    product = sub.add_parser("product", help="products").add_subparsers(dest="p", required=True)
+    pi = add(product, "import", cmd_product_import, "create or update a product from TSL JSON")
+    pi.add_argument("file", help="TSL thing-model JSON file")
+    pi.add_argument("--tenant", required=True, help="tenant id or slug")
+    pi.add_argument("--key", help="product key (default: profile.productKey)")
+    pi.add_argument("--name", help="product name (default: the key)")
+
     device = sub.add_parser("device", help="devices").add_subparsers(dest="d", required=True)
     dc = add(device, "create", cmd_device_create, "create a device; prints its access token")
     dc.add_argument("name")
@@ -310,7 +326,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args, **overrides)
         handler: Handler = args.handler
         return handler(args, settings)
-    except (YugongError, ValueError, FileNotFoundError) as exc:
+    except YugongError as exc:
+        print(f"yugong: {exc.detail}", file=sys.stderr)
+        for e in exc.errors if len(exc.errors) > 1 else ():
+            print(f"  {e.loc}: {e.msg}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as exc:
         print(f"yugong: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -89,6 +89,12 @@ class AdminContext:
                 return
         raise NotFound(f"user {username!r} not found")
 
+    def import_product(self, tenant: str, document: dict[str, Any], *, key: str | None,
+                       name: str | None) -> tuple[dict[str, Any], bool]:
+        product, created = self.registry.products.import_tsl(
+            SYSTEM, document, key=key, name=name, tenant_id=self.tenant_id(tenant))
+        return asdict(product), created
+
     def create_device(self, tenant: str, name: str, product_key: str) -> tuple[dict[str, Any],
                                                                                str]:
         tenant_id = self.tenant_id(tenant)
