@@ -57,10 +57,10 @@ def _announce(settings: Settings, platform: Any) -> None:
     password_file = settings.data_dir / "initial-admin-password"
     if platform.generated_admin_password:
         print(f"  Login: {settings.admin_username} / {platform.generated_admin_password}"
-              "   (shown once; also in " f"{password_file} until you change it)")
+              f"   (generated at first start; kept in {password_file})")
     elif password_file.exists():
         print(f"  Login: {settings.admin_username} / {password_file.read_text().strip()}"
-              f"   (from {password_file})")
+              f"   (the first password, from {password_file}, unless changed since)")
     else:
         print(f"  Login: {settings.admin_username} (password as set earlier)")
     sys.stdout.flush()

@@ -20,7 +20,7 @@ AfterStart = Callable[[Platform], Awaitable[None]]
 
 def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    for noisy in ("amqtt", "transitions", "passlib"):
+    for noisy in ("amqtt", "transitions", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -33,8 +33,12 @@ async def serve(settings: Settings, after_start: AfterStart | None = None) -> No
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.05)
-    if serving.done():  # failed to start: surface the reason
-        await serving
+    if serving.done():  # uvicorn logged why; leave with its exit status, not a traceback
+        try:
+            await serving
+        except SystemExit as exc:
+            raise SystemExit(f"yugong: the server could not start (status {exc.code}); "
+                             "see the log above") from None
         raise SystemExit(1)
     job = asyncio.create_task(after_start(platform)) if after_start else None
     try:

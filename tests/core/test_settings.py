@@ -14,6 +14,9 @@ def test_defaults_are_embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     s = Settings(data_dir=tmp_path)
     assert s.registry_url == f"sqlite:///{tmp_path / 'registry.db'}"
     assert s.store_url == f"duckdb:///{tmp_path / 'timeseries.duckdb'}"
+    monkeypatch.chdir(tmp_path)
+    relative = Settings(data_dir=Path("data"))
+    assert relative.store_url == f"duckdb:///{tmp_path / 'data' / 'timeseries.duckdb'}"
     assert s.mqtt_embedded and not s.broker_is_external
 
 

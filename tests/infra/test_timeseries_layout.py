@@ -118,6 +118,17 @@ def test_open_store_urls(tmp_path: Path) -> None:
     store.write(make_batch(1, [1], [T0], 1.0))
     assert store.stats().bytes_on_disk > 0
     store.close()
+    # Three slashes: a path relative to the working directory, as SQLAlchemy reads SQLite URLs.
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        rel = open_store("duckdb:///rel.duckdb")
+        rel.close()
+    finally:
+        os.chdir(cwd)
+    assert (tmp_path / "rel.duckdb").exists()
     mem = open_store("duckdb://:memory:")
     mem.write(make_batch(1, [1], [T0], 1.0))
     assert mem.latest([1]).num_rows == 1

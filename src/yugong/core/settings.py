@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     def registry_url(self) -> str:
         if self.database_url:
             return _sqlalchemy_url(self.database_url)
-        return f"sqlite:///{self.data_dir / 'registry.db'}"
+        return f"sqlite:///{self.data_dir.resolve() / 'registry.db'}"
 
     @property
     def store_url(self) -> str:
@@ -127,7 +127,7 @@ class Settings(BaseSettings):
             return self.timeseries_url
         if self.database_url and self.database_url.startswith(("postgresql", "postgres")):
             return self.database_url
-        return f"duckdb:///{self.data_dir / 'timeseries.duckdb'}"
+        return f"duckdb:///{self.data_dir.resolve() / 'timeseries.duckdb'}"
 
     @property
     def broker_is_external(self) -> bool:

@@ -51,22 +51,34 @@ class Platform:
             path = s.data_dir / ADMIN_PASSWORD_FILE
             path.write_text(self.generated_admin_password + "\n")
             path.chmod(0o600)
-        self.store: TimeSeriesStore = await asyncio.to_thread(open_store, s.store_url)
+        self.store: TimeSeriesStore = await asyncio.to_thread(
+            open_store, s.store_url, compact_interval_s=s.timeseries_compact_interval_s
+        )
         self.registry = Registry(self.db)
         self.directory: RegistryDirectory = self.registry.directory
         self.bus = InProcessBus()
-        self.writer = BatchedWriter(self.store, batch_rows=s.ingest_batch_rows,
-                                    flush_ms=s.ingest_flush_ms,
-                                    max_queue_rows=s.ingest_queue_rows)
+        self.writer = BatchedWriter(
+            self.store,
+            batch_rows=s.ingest_batch_rows,
+            flush_ms=s.ingest_flush_ms,
+            max_queue_rows=s.ingest_queue_rows,
+        )
         await self.writer.start()
-        self.ingest = IngestService(self.directory, self.writer, self.bus,
-                                    attribute_sink=self.registry.store_client_attributes)
+        self.ingest = IngestService(
+            self.directory,
+            self.writer,
+            self.bus,
+            attribute_sink=self.registry.store_client_attributes,
+        )
         self.query = QueryService(self.directory, self.store)
         await self._start_mqtt()
         self._every(SEEN_FLUSH_S, self._housekeeping)
         self._every(s.retention_interval_s, self._apply_retention)
-        log.info("platform started: registry %s, time series %s", _safe(s.registry_url),
-                 _safe(s.store_url))
+        log.info(
+            "platform started: registry %s, time series %s",
+            _safe(s.registry_url),
+            _safe(s.store_url),
+        )
 
     async def _start_mqtt(self) -> None:
         s = self.settings
@@ -95,8 +107,9 @@ class Platform:
 
     async def _housekeeping(self) -> None:
         await asyncio.to_thread(self.directory.flush_seen)
-        await asyncio.to_thread(self.directory.mark_offline_after,
-                                self.settings.device_offline_after_s)
+        await asyncio.to_thread(
+            self.directory.mark_offline_after, self.settings.device_offline_after_s
+        )
 
     async def _apply_retention(self) -> None:
         offset = 0

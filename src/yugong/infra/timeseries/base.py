@@ -14,7 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 
@@ -119,15 +119,17 @@ class TimeSeriesStore(ABC):
     def close(self) -> None: ...
 
 
-def open_store(url: str) -> TimeSeriesStore:
-    """``duckdb:///path/file.duckdb`` (or ``duckdb://:memory:``) or ``postgresql://...``."""
+def open_store(url: str, **options: Any) -> TimeSeriesStore:
+    """``duckdb:///relative/file.duckdb``, ``duckdb:////absolute/file.duckdb`` (as SQLAlchemy
+    spells SQLite paths), ``duckdb://:memory:``, or ``postgresql://...``. ``options`` go to
+    the backend's constructor (e.g. ``compact_interval_s``)."""
     if url.startswith("duckdb://"):
         from yugong.infra.timeseries.duckdb import DuckDBStore
 
-        path = url[len("duckdb://"):]
-        return DuckDBStore(path.removeprefix("/") if path.startswith("/:memory:") else path)
+        path = url.removeprefix("duckdb:///") if url.startswith("duckdb:///") else url[9:]
+        return DuckDBStore(path or ":memory:", **options)
     if url.startswith(("postgresql", "postgres://")):
         from yugong.infra.timeseries.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, **options)
     raise ValueError(f"unknown time-series store URL {url!r}: use duckdb:///path or postgresql://")
