@@ -62,33 +62,36 @@ def payloads(n: int, values: int, pub: int) -> list[bytes]:
 
 
 def publish_all(host: str, port: int, topic: str, users: list[str | None],
-                bodies: list[list[bytes]], qos: int) -> float:
-    """Each publisher thread sends its bodies; returns seconds until all are sent (acked
-    for QoS 1)."""
-    def run(user: str | None, items: list[bytes], done: threading.Event) -> None:
+                bodies: list[list[bytes]], qos: int,
+                hold: threading.Event | None = None) -> list[threading.Thread]:
+    """Each publisher thread sends its bodies; returns once all are sent (acked for QoS 1).
+    The clients stay connected until ``hold`` is set (amqtt drops messages it has read but
+    not yet handled when a client disconnects), then the threads end."""
+    sent = threading.Barrier(len(users) + 1)
+
+    def run(user: str | None, items: list[bytes]) -> None:
         c = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
         if user:
             c.username_pw_set(user)
-        c.max_inflight_messages_set(1000)
+        c.max_inflight_messages_set(100)
         c.max_queued_messages_set(0)
         c.connect(host, port)
         c.loop_start()
         infos = [c.publish(topic, b, qos=qos) for b in items]
         for info in infos[-1:] if qos == 0 else infos:
             info.wait_for_publish(120)
+        sent.wait()
+        if hold is not None:
+            hold.wait(300)
         c.disconnect()
         c.loop_stop()
-        done.set()
 
-    events = [threading.Event() for _ in users]
-    threads = [threading.Thread(target=run, args=(u, b, e), daemon=True)
-               for u, b, e in zip(users, bodies, events, strict=True)]
-    t = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(u, b), daemon=True)
+               for u, b in zip(users, bodies, strict=True)]
     for th in threads:
         th.start()
-    for th in threads:
-        th.join()
-    return time.perf_counter() - t
+    sent.wait()
+    return threads
 
 
 def loopback(host: str, port: int, topic: str, n: int, publishers: int, qos: int) -> float:
@@ -110,9 +113,14 @@ def loopback(host: str, port: int, topic: str, n: int, publishers: int, qos: int
     time.sleep(0.3)
     body = b'{"p0":1.5}'
     t = time.perf_counter()
-    publish_all(host, port, topic, [None] * publishers, [[body] * n] * publishers, qos)
+    hold = threading.Event()
+    threads = publish_all(host, port, topic, [None] * publishers, [[body] * n] * publishers,
+                          qos, hold)
     all_in.wait(120)
     elapsed = time.perf_counter() - t
+    hold.set()
+    for th in threads:
+        th.join()
     sub.disconnect()
     sub.loop_stop()
     if got < n * publishers:
@@ -121,10 +129,15 @@ def loopback(host: str, port: int, topic: str, n: int, publishers: int, qos: int
 
 
 async def wait_points(svc: IngestService, writer: BatchedWriter, points: int,
-                      timeout: float = 300) -> None:
-    async with asyncio.timeout(timeout):
-        while sum(s.accepted for s in svc.stats().values()) < points:
-            await asyncio.sleep(0.01)
+                      timeout: float = 60) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while sum(s.accepted for s in svc.stats().values()) < points:
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        got = sum(s.accepted for s in svc.stats().values())
+        note(f"only {got} of {points} points arrived: {svc.stats()}")
+        raise
     await writer.flush()
 
 
@@ -158,10 +171,15 @@ async def embedded(args: argparse.Namespace) -> dict[str, float]:
         bodies = [payloads(per, values, p) for p in range(args.publishers)]
         before = sum(s.accepted for s in svc.stats().values())
         t = time.perf_counter()
-        await asyncio.to_thread(publish_all, "127.0.0.1", port, "v1/devices/me/telemetry",
-                                users, bodies, args.qos)
+        hold = threading.Event()
+        threads = await asyncio.to_thread(publish_all, "127.0.0.1", port,
+                                          "v1/devices/me/telemetry", users, bodies, args.qos,
+                                          hold)
         await wait_points(svc, writer, before + per * args.publishers * values)
         s = time.perf_counter() - t
+        hold.set()
+        for th in threads:
+            await asyncio.to_thread(th.join)
         out[f"embedded_{label}_msgs_per_s"] = per * args.publishers / s
         out[f"embedded_{label}_points_per_s"] = per * args.publishers * values / s
         note(f"embedded {label}: {per * args.publishers} messages in {s:.2f}s")
@@ -195,11 +213,16 @@ async def mosquitto(args: argparse.Namespace) -> dict[str, float]:
         before = sum(s.accepted for s in svc.stats().values())
         t = time.perf_counter()
         # Publisher p publishes as device p+1 (the broker's ACLs would enforce that).
-        await asyncio.gather(*[
+        hold = threading.Event()
+        threads = await asyncio.gather(*[
             asyncio.to_thread(publish_all, host, port, f"{prefix}/{p + 1}/telemetry", [None],
-                              [bodies[p]], args.qos) for p in range(args.publishers)])
+                              [bodies[p]], args.qos, hold) for p in range(args.publishers)])
         await wait_points(svc, writer, before + per * args.publishers * values)
         s = time.perf_counter() - t
+        hold.set()
+        for group in threads:
+            for th in group:
+                await asyncio.to_thread(th.join)
         out[f"mosquitto_{label}_msgs_per_s"] = per * args.publishers / s
         out[f"mosquitto_{label}_points_per_s"] = per * args.publishers * values / s
         note(f"mosquitto {label}: {per * args.publishers} messages in {s:.2f}s")

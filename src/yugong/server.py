@@ -7,7 +7,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import uvicorn
 
@@ -15,7 +16,7 @@ from yugong.api.app import create_app
 from yugong.core.settings import Settings
 from yugong.platform.runtime import Platform
 
-AfterStart = Callable[[Platform], Awaitable[None]]
+AfterStart = Callable[[Platform], Coroutine[Any, Any, None]]
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -40,7 +41,9 @@ async def serve(settings: Settings, after_start: AfterStart | None = None) -> No
             raise SystemExit(f"yugong: the server could not start (status {exc.code}); "
                              "see the log above") from None
         raise SystemExit(1)
-    job = asyncio.create_task(after_start(platform)) if after_start else None
+    job: asyncio.Task[None] | None = None
+    if after_start is not None:
+        job = asyncio.create_task(after_start(platform))
     try:
         await serving
     finally:
@@ -69,7 +72,7 @@ class BackgroundServer:
                                 host=self.settings.http_host, port=self.settings.http_port,
                                 log_config=None, lifespan="on", access_log=False)
         self._server = uvicorn.Server(config)
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        # uvicorn installs no signal handlers outside the main thread.
 
         def run() -> None:
             try:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Annotated, cast
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from yugong.core.errors import Unauthorized
 from yugong.core.settings import Settings
 from yugong.infra.db import Database
+from yugong.platform.registry.service import Registry
 from yugong.security.principal import Principal
 from yugong.security.service import Security
 
@@ -40,7 +41,17 @@ def get_security(request: Request) -> Security:
     return cast(Security, request.app.state.security)
 
 
+def get_registry(request: Request) -> Registry:
+    return cast(Registry, request.app.state.registry)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+
+# Query parameters shared by the list endpoints.
+TenantQuery = Annotated[int | None, Query(description="Platform admins: the tenant to act on.")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
 DbDep = Annotated[Database, Depends(get_db)]
 SecurityDep = Annotated[Security, Depends(get_security)]
 

@@ -129,7 +129,7 @@ class QueryService:
             names = [r.prop.identifier for r in refs if r not in numeric]
             raise InvalidInput(f"cannot aggregate non-numeric properties: {', '.join(names)}")
         table = self.store.aggregate([r.prop.series for r in refs], start_us, end_us, bucket_us,
-                                     [f for f in funcs if f in AGG_FUNCS],  # type: ignore[misc]
+                                     [f for f in funcs if f in AGG_FUNCS],
                                      fill=fill)  # type: ignore[arg-type]
         out = []
         for ref, part in _split(refs, table):

@@ -5,26 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, cast
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from yugong.api.deps import PrincipalDep
+from yugong.api.deps import Limit, Offset, PrincipalDep, RegistryDep, TenantQuery
 from yugong.platform.registry.records import AssetNode
-from yugong.platform.registry.service import Registry
 
 router = APIRouter(prefix="/assets", tags=["assets"])
 
 AssetKind = Literal["site", "workshop", "line", "equipment"]
-TenantQuery = Annotated[int | None, Query(description="Platform admins: the tenant to act on.")]
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
-
-
-def _registry(request: Request) -> Registry:
-    return cast(Registry, request.app.state.registry)
-
-
-RegistryDep = Annotated[Registry, Depends(_registry)]
 
 
 class AssetOut(BaseModel):

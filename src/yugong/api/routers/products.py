@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Body, Query, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from yugong.api.deps import PrincipalDep
+from yugong.api.deps import Limit, Offset, PrincipalDep, RegistryDep, TenantQuery
 from yugong.platform.registry.records import ProductRecord
-from yugong.platform.registry.service import Registry
 
 router = APIRouter(prefix="/products", tags=["products"])
 
-TenantQuery = Annotated[int | None, Query(description="Platform admins: the tenant to act on.")]
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
 TslBody = Annotated[
     dict[str, Any],
     Body(
@@ -42,13 +38,6 @@ TslBody = Annotated[
         ],
     ),
 ]
-
-
-def _registry(request: Request) -> Registry:
-    return cast(Registry, request.app.state.registry)
-
-
-RegistryDep = Annotated[Registry, Depends(_registry)]
 
 
 class ProductOut(BaseModel):

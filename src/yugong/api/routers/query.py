@@ -28,7 +28,7 @@ TimeQ = Annotated[str | None, Query(description="Epoch ms or ISO 8601.")]
 
 
 def _service(request: Request) -> QueryService:
-    return request.app.state.query  # type: ignore[no-any-return]
+    return request.app.state.query
 
 
 def _keys(keys: str | None) -> list[str] | None:

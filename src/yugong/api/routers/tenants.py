@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, cast
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from yugong.api.deps import PrincipalDep
-from yugong.platform.registry.service import Registry
+from yugong.api.deps import Limit, Offset, PrincipalDep, RegistryDep
 
 router = APIRouter(prefix="/tenants", tags=["tenants"])
-
-
-def _registry(request: Request) -> Registry:
-    return cast(Registry, request.app.state.registry)
-
-
-RegistryDep = Annotated[Registry, Depends(_registry)]
 
 
 class TenantOut(BaseModel):
@@ -72,10 +64,6 @@ class TenantUpdate(BaseModel):
         if v is None:
             raise ValueError("may not be null")
         return v
-
-
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 @router.get("", summary="List tenants")

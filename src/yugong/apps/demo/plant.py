@@ -26,7 +26,7 @@ class SimDevice:
 
 
 def _jsonable(value: np.generic) -> float | int | bool:
-    return value.item()  # type: ignore[no-any-return]
+    return value.item()
 
 
 async def _publish_loop(host: str, port: int, device: SimDevice,
