@@ -17,8 +17,12 @@ class BenchDirectory:
     def __init__(self, devices: int = 4, tenant: int = 1) -> None:
         self.devices: dict[int, DeviceBinding] = {}
         for d in range(1, devices + 1):
-            props = {f"p{k}": PropertyBinding(f"p{k}", d * 100 + k, "number", "double",
-                                              min=-1e9, max=1e9) for k in range(PROPS)}
+            props = {
+                f"p{k}": PropertyBinding(
+                    f"p{k}", d * 100 + k, "number", "double", min=-1e9, max=1e9
+                )
+                for k in range(PROPS)
+            }
             self.devices[d] = DeviceBinding(tenant, d, f"dev-{d}", 1, None, props)
 
     def by_token(self, token: str) -> DeviceBinding | None:

@@ -24,10 +24,10 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import uvicorn
-from _common import emit, note
-from _ingest_rig import PROPS, BenchDirectory, store_url
 from fastapi import FastAPI
 
+from _common import emit, note
+from _ingest_rig import PROPS, BenchDirectory, store_url
 from yugong.api import problems
 from yugong.api.deps import current_principal
 from yugong.api.routers import ingest
@@ -66,10 +66,12 @@ def arrow_body(rows: int, start: int) -> bytes:
     ts = np.repeat(np.arange(T0_MS + start, T0_MS + start + rows, dtype=np.int64), PROPS)
     prop = pa.DictionaryArray.from_arrays(
         pa.array(np.tile(np.arange(PROPS, dtype=np.int32), rows)),
-        pa.array([f"p{k}" for k in range(PROPS)]))
+        pa.array([f"p{k}" for k in range(PROPS)]),
+    )
     dev = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array(["dev-2"]))
-    table = pa.table({"device": dev, "property": prop, "ts": ts,
-                      "value": np.round(rng.normal(50, 10, n), 3)})
+    table = pa.table(
+        {"device": dev, "property": prop, "ts": ts, "value": np.round(rng.normal(50, 10, n), 3)}
+    )
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as w:
         w.write_table(table)
@@ -102,10 +104,12 @@ def main() -> None:
     app.state.ingest = svc
     app.state.settings = Settings(max_request_bytes=256 * 1024 * 1024)
     app.dependency_overrides[current_principal] = lambda: Principal(
-        kind="user", id=1, tenant=1, role=Role.OPERATOR, name="bench")
+        kind="user", id=1, tenant=1, role=Role.OPERATOR, name="bench"
+    )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
     flush_loop: list[asyncio.AbstractEventLoop] = []
 
     async def serve() -> None:
@@ -132,8 +136,9 @@ def main() -> None:
         accepted_json = time.perf_counter() - t
         flush()
         json_s = time.perf_counter() - t
-        note(f"JSON columns: {points} points in {json_s:.2f}s "
-             f"({sum(map(len, bodies)) / 1e6:.1f} MB)")
+        note(
+            f"JSON columns: {points} points in {json_s:.2f}s ({sum(map(len, bodies)) / 1e6:.1f} MB)"
+        )
 
         bodies = [arrow_body(rows * 5, i * rows * 5) for i in range(reqs)]
         arrow_points = rows * 5 * PROPS * reqs
@@ -156,19 +161,22 @@ def main() -> None:
     st = writer.stats()
     store.close()
     raw_rate = arrow_points / raw_s
-    emit({
-        "benchmark": "ingest_http",
-        "json_points_per_s": round(points / json_s),
-        "json_accept_points_per_s": round(points / accepted_json),
-        "arrow_points_per_s": round(arrow_points / arrow_s),
-        "arrow_accept_points_per_s": round(arrow_points / accepted_arrow),
-        "raw_store_write_points_per_s": round(raw_rate),
-        "json_ratio_to_raw": round(points / json_s / raw_rate, 3),
-        "arrow_ratio_to_raw": round(arrow_points / arrow_s / raw_rate, 3),
-        "points_json": points, "points_arrow": arrow_points,
-        "failed_rows": st.failed_rows,
-        "targets": {"json_points_per_s": 200_000, "arrow_points_per_s": 1_000_000},
-    })
+    emit(
+        {
+            "benchmark": "ingest_http",
+            "json_points_per_s": round(points / json_s),
+            "json_accept_points_per_s": round(points / accepted_json),
+            "arrow_points_per_s": round(arrow_points / arrow_s),
+            "arrow_accept_points_per_s": round(arrow_points / accepted_arrow),
+            "raw_store_write_points_per_s": round(raw_rate),
+            "json_ratio_to_raw": round(points / json_s / raw_rate, 3),
+            "arrow_ratio_to_raw": round(arrow_points / arrow_s / raw_rate, 3),
+            "points_json": points,
+            "points_arrow": arrow_points,
+            "failed_rows": st.failed_rows,
+            "targets": {"json_points_per_s": 200_000, "arrow_points_per_s": 1_000_000},
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -24,9 +24,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import orjson
 import paho.mqtt.client as paho
+
 from _common import emit, note
 from _ingest_rig import PROPS, BenchDirectory, store_url
-
 from yugong.core.settings import Settings
 from yugong.infra.broker import EmbeddedBroker
 from yugong.infra.bus import InProcessBus
@@ -49,21 +49,34 @@ def free_port() -> int:
 def payloads(n: int, values: int, pub: int) -> list[bytes]:
     """Single-value: {"p0": v}; batched: 100 values as 10 timestamps x 10 properties."""
     if values == 1:
-        return [b'{"ts":%d,"values":{"p%d":%d.5}}' % (T0_MS + pub * n + i, i % PROPS, i)
-                for i in range(n)]
+        return [
+            b'{"ts":%d,"values":{"p%d":%d.5}}' % (T0_MS + pub * n + i, i % PROPS, i)
+            for i in range(n)
+        ]
     rows = values // PROPS
     out = []
     for i in range(n):
         base = T0_MS + (pub * n + i) * rows
-        out.append(orjson.dumps([{"ts": base + r, "values": {f"p{k}": r + k + 0.5
-                                                               for k in range(PROPS)}}
-                                 for r in range(rows)]))
+        out.append(
+            orjson.dumps(
+                [
+                    {"ts": base + r, "values": {f"p{k}": r + k + 0.5 for k in range(PROPS)}}
+                    for r in range(rows)
+                ]
+            )
+        )
     return out
 
 
-def publish_all(host: str, port: int, topic: str, users: list[str | None],
-                bodies: list[list[bytes]], qos: int,
-                hold: threading.Event | None = None) -> list[threading.Thread]:
+def publish_all(
+    host: str,
+    port: int,
+    topic: str,
+    users: list[str | None],
+    bodies: list[list[bytes]],
+    qos: int,
+    hold: threading.Event | None = None,
+) -> list[threading.Thread]:
     """Each publisher thread sends its bodies; returns once all are sent (acked for QoS 1).
     The clients stay connected until ``hold`` is set (amqtt drops messages it has read but
     not yet handled when a client disconnects), then the threads end."""
@@ -86,8 +99,10 @@ def publish_all(host: str, port: int, topic: str, users: list[str | None],
         c.disconnect()
         c.loop_stop()
 
-    threads = [threading.Thread(target=run, args=(u, b), daemon=True)
-               for u, b in zip(users, bodies, strict=True)]
+    threads = [
+        threading.Thread(target=run, args=(u, b), daemon=True)
+        for u, b in zip(users, bodies, strict=True)
+    ]
     for th in threads:
         th.start()
     sent.wait()
@@ -114,8 +129,9 @@ def loopback(host: str, port: int, topic: str, n: int, publishers: int, qos: int
     body = b'{"p0":1.5}'
     t = time.perf_counter()
     hold = threading.Event()
-    threads = publish_all(host, port, topic, [None] * publishers, [[body] * n] * publishers,
-                          qos, hold)
+    threads = publish_all(
+        host, port, topic, [None] * publishers, [[body] * n] * publishers, qos, hold
+    )
     all_in.wait(120)
     elapsed = time.perf_counter() - t
     hold.set()
@@ -128,11 +144,12 @@ def loopback(host: str, port: int, topic: str, n: int, publishers: int, qos: int
     return got / elapsed
 
 
-async def wait_points(svc: IngestService, writer: BatchedWriter, points: int,
-                      timeout: float = 60) -> None:
+async def wait_points(
+    svc: IngestService, writer: BatchedWriter, points: int, limit_s: float = 60
+) -> None:
     try:
-        async with asyncio.timeout(timeout):
-            while sum(s.accepted for s in svc.stats().values()) < points:
+        async with asyncio.timeout(limit_s):
+            while sum(s.accepted for s in svc.stats().values()) < points:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
     except TimeoutError:
         got = sum(s.accepted for s in svc.stats().values())
@@ -148,13 +165,17 @@ async def embedded(args: argparse.Namespace) -> dict[str, float]:
     out: dict[str, float] = {}
     # The broker's own loopback, anonymous, no Yugong plugins.
     port = free_port()
-    raw = Broker(BrokerConfig(
-        listeners={"default": ListenerConfig(bind=f"127.0.0.1:{port}")},
-        plugins={"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}))
+    raw = Broker(
+        BrokerConfig(
+            listeners={"default": ListenerConfig(bind=f"127.0.0.1:{port}")},
+            plugins={"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        )
+    )
     await raw.start()
     n = args.messages // args.publishers // 4
     out["amqtt_loopback_msgs_per_s"] = await asyncio.to_thread(
-        loopback, "127.0.0.1", port, "bench/loop", n, args.publishers, args.qos)
+        loopback, "127.0.0.1", port, "bench/loop", n, args.publishers, args.qos
+    )
     await raw.shutdown()
 
     store = open_store(store_url())
@@ -165,16 +186,18 @@ async def embedded(args: argparse.Namespace) -> dict[str, float]:
     broker = EmbeddedBroker(Settings(mqtt_port=port), directory, svc)
     await broker.start()
     users = [f"tok-{d}" for d in range(1, args.publishers + 1)]
-    for label, values, count in (("single", 1, args.messages // 2),
-                                 ("batched", 100, args.messages // 20)):
+    for label, values, count in (
+        ("single", 1, args.messages // 2),
+        ("batched", 100, args.messages // 20),
+    ):
         per = count // args.publishers
         bodies = [payloads(per, values, p) for p in range(args.publishers)]
         before = sum(s.accepted for s in svc.stats().values())
         t = time.perf_counter()
         hold = threading.Event()
-        threads = await asyncio.to_thread(publish_all, "127.0.0.1", port,
-                                          "v1/devices/me/telemetry", users, bodies, args.qos,
-                                          hold)
+        threads = await asyncio.to_thread(
+            publish_all, "127.0.0.1", port, "v1/devices/me/telemetry", users, bodies, args.qos, hold
+        )
         await wait_points(svc, writer, before + per * args.publishers * values)
         s = time.perf_counter() - t
         hold.set()
@@ -196,27 +219,43 @@ async def mosquitto(args: argparse.Namespace) -> dict[str, float]:
     prefix = f"yugong-bench/{uuid.uuid4().hex[:8]}/devices"
     n = args.messages // args.publishers
     out["mosquitto_loopback_msgs_per_s"] = await asyncio.to_thread(
-        loopback, host, port, f"{prefix}/loop", n // 2, args.publishers, args.qos)
+        loopback, host, port, f"{prefix}/loop", n // 2, args.publishers, args.qos
+    )
 
     store = open_store(store_url())
     directory = BenchDirectory(devices=args.publishers)
     writer = BatchedWriter(store, batch_rows=50_000, flush_ms=100)
     svc = IngestService(directory, writer, InProcessBus())  # type: ignore[arg-type]
-    sub = ExternalBrokerIngest(Settings(mqtt_url=f"mqtt://{host}:{port}",
-                                        mqtt_topic_prefix=prefix), directory, svc)  # type: ignore[arg-type]
+    sub = ExternalBrokerIngest(
+        Settings(mqtt_url=f"mqtt://{host}:{port}", mqtt_topic_prefix=prefix), directory, svc
+    )  # type: ignore[arg-type]
     await sub.start()
     await asyncio.wait_for(sub.ready.wait(), 10)
-    for label, values, count in (("single", 1, args.messages),
-                                 ("batched", 100, args.messages // 10)):
+    for label, values, count in (
+        ("single", 1, args.messages),
+        ("batched", 100, args.messages // 10),
+    ):
         per = count // args.publishers
         bodies = [payloads(per, values, p) for p in range(args.publishers)]
         before = sum(s.accepted for s in svc.stats().values())
         t = time.perf_counter()
         # Publisher p publishes as device p+1 (the broker's ACLs would enforce that).
         hold = threading.Event()
-        threads = await asyncio.gather(*[
-            asyncio.to_thread(publish_all, host, port, f"{prefix}/{p + 1}/telemetry", [None],
-                              [bodies[p]], args.qos, hold) for p in range(args.publishers)])
+        threads = await asyncio.gather(
+            *[
+                asyncio.to_thread(
+                    publish_all,
+                    host,
+                    port,
+                    f"{prefix}/{p + 1}/telemetry",
+                    [None],
+                    [bodies[p]],
+                    args.qos,
+                    hold,
+                )
+                for p in range(args.publishers)
+            ]
+        )
         await wait_points(svc, writer, before + per * args.publishers * values)
         s = time.perf_counter() - t
         hold.set()
@@ -233,20 +272,24 @@ async def mosquitto(args: argparse.Namespace) -> dict[str, float]:
 
 
 async def amain(args: argparse.Namespace) -> None:
-    figures: dict[str, object] = {"benchmark": "ingest_mqtt", "qos": args.qos,
-                                  "publishers": args.publishers}
+    figures: dict[str, object] = {
+        "benchmark": "ingest_mqtt",
+        "qos": args.qos,
+        "publishers": args.publishers,
+    }
     res = await embedded(args)
     if args.mosquitto:
         res |= await mosquitto(args)
     figures |= {k: round(v) for k, v in res.items()}
     if "embedded_single_msgs_per_s" in res:
         figures["embedded_single_ratio_to_loopback"] = round(
-            res["embedded_single_msgs_per_s"] / res["amqtt_loopback_msgs_per_s"], 3)
+            res["embedded_single_msgs_per_s"] / res["amqtt_loopback_msgs_per_s"], 3
+        )
     if "mosquitto_single_msgs_per_s" in res:
         figures["mosquitto_single_ratio_to_loopback"] = round(
-            res["mosquitto_single_msgs_per_s"] / res["mosquitto_loopback_msgs_per_s"], 3)
-    figures["targets"] = {"batched_points_per_s": 100_000,
-                          "mosquitto_single_msgs_per_s": 10_000}
+            res["mosquitto_single_msgs_per_s"] / res["mosquitto_loopback_msgs_per_s"], 3
+        )
+    figures["targets"] = {"batched_points_per_s": 100_000, "mosquitto_single_msgs_per_s": 10_000}
     emit(figures)
 
 
@@ -254,9 +297,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=40_000)
     ap.add_argument("--publishers", type=int, default=4)
-    ap.add_argument("--qos", type=int, choices=(0, 1), default=1)
-    ap.add_argument("--mosquitto", default="127.0.0.1:1883",
-                    help="host:port of an external broker; '' to skip")
+    ap.add_argument("--qos", type=int, choices=(0, 1), default=0)
+    ap.add_argument(
+        "--mosquitto", default="127.0.0.1:1883", help="host:port of an external broker; '' to skip"
+    )
     asyncio.run(amain(ap.parse_args()))
 
 

@@ -4,23 +4,20 @@ ThingsBoard device SDK), data checked in a real DuckDB store."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiomqtt
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "platform"))
-from _directory import MemoryDirectory, press  # noqa: E402
-
-from conftest import free_port  # noqa: E402
-from yugong.core.settings import Settings  # noqa: E402
-from yugong.infra.broker import EmbeddedBroker  # noqa: E402
-from yugong.infra.bus import InProcessBus  # noqa: E402
-from yugong.infra.timeseries import TimeSeriesStore, open_store  # noqa: E402
-from yugong.platform.ingest.service import IngestService  # noqa: E402
-from yugong.platform.ingest.writer import BatchedWriter  # noqa: E402
+from tests.conftest import free_port
+from tests.platform._directory import MemoryDirectory, press
+from yugong.core.settings import Settings
+from yugong.infra.broker import EmbeddedBroker
+from yugong.infra.bus import InProcessBus
+from yugong.infra.timeseries import TimeSeriesStore, open_store
+from yugong.platform.ingest.service import IngestService
+from yugong.platform.ingest.writer import BatchedWriter
 
 TOKEN = "A1_TEST_TOKEN"
 T0 = 1_700_000_000_000
@@ -36,8 +33,12 @@ class Rig:
         self.dev = self.directory.add(press(1, tenant=3), token=TOKEN)
         self.attrs: list[dict] = []
         self.writer = BatchedWriter(store, batch_rows=10_000, flush_ms=20)
-        self.ingest = IngestService(self.directory, self.writer, InProcessBus(),
-                                    attribute_sink=lambda d, a: self.attrs.append(a))
+        self.ingest = IngestService(
+            self.directory,
+            self.writer,
+            InProcessBus(),
+            attribute_sink=lambda d, a: self.attrs.append(a),
+        )
         settings = Settings(mqtt_host="127.0.0.1", mqtt_port=port, mqtt_max_payload_bytes=4096)
         self.broker = EmbeddedBroker(settings, self.directory, self.ingest)
 
@@ -47,14 +48,17 @@ class Rig:
     async def settled(self, messages: int, rejected: int = 0) -> None:
         """Wait until the broker has handed over / refused this many messages."""
         async with asyncio.timeout(10):
-            while (self.broker.stats().messages < messages
-                   or sum(self.broker.stats().rejected.values()) < rejected):
+            while (
+                self.broker.stats().messages < messages
+                or sum(self.broker.stats().rejected.values()) < rejected
+            ):
                 await asyncio.sleep(0.01)
         await self.writer.flush()
 
     def rows(self, *series: int) -> list[dict]:
-        return self.store.range(list(series) or list(range(101, 108)), 0, END,
-                                limit=100_000).table.to_pylist()
+        return self.store.range(
+            list(series) or list(range(101, 108)), 0, END, limit=100_000
+        ).table.to_pylist()
 
 
 def _code(granted: object) -> int:
@@ -76,8 +80,12 @@ async def test_every_payload_shape_arrives_in_the_store(rig: Rig) -> None:
     async with rig.client() as c:
         await c.publish(TELEMETRY, b'{"temperature": 20.5, "running": true}', qos=1)
         await c.publish(TELEMETRY, b'{"ts": %d, "values": {"temperature": 21}}' % T0, qos=1)
-        await c.publish(TELEMETRY, b'[{"ts": %d, "values": {"count": 1}},'
-                                   b' {"ts": %d, "values": {"count": 2}}]' % (T0, T0 + 1), qos=0)
+        await c.publish(
+            TELEMETRY,
+            b'[{"ts": %d, "values": {"count": 1}},'
+            b' {"ts": %d, "values": {"count": 2}}]' % (T0, T0 + 1),
+            qos=0,
+        )
         await c.publish(TELEMETRY, b'[{"note": "a"}, {"config": {"k": [1]}}]', qos=1)
         await c.publish("v1/devices/me/attributes", b'{"fw": "2.1"}', qos=1)
     await rig.settled(5)
@@ -130,10 +138,8 @@ async def test_malformed_and_oversized_payloads_do_not_kill_the_broker(rig: Rig)
         await c.publish(TELEMETRY, b'{"temperature": 5}', qos=1)
     await rig.settled(1, rejected=3)
     assert [r["value"] for r in rig.rows()] == [5.0]
-    assert rig.broker.stats().rejected == {"malformed": 1, "unknown_property": 1,
-                                            "too_large": 1}
-    assert rig.ingest.stats()[3].rejected == {"malformed": 1, "unknown_property": 1,
-                                              "too_large": 1}
+    assert rig.broker.stats().rejected == {"malformed": 1, "unknown_property": 1, "too_large": 1}
+    assert rig.ingest.stats()[3].rejected == {"malformed": 1, "unknown_property": 1, "too_large": 1}
 
 
 async def test_thingsboard_device_sdk(rig: Rig) -> None:

@@ -27,8 +27,9 @@ class MemoryDirectory:
         return self.devices.get(device)
 
     def by_name(self, tenant: int, name: str) -> DeviceBinding | None:
-        return next((b for b in self.devices.values() if b.tenant == tenant and b.name == name),
-                    None)
+        return next(
+            (b for b in self.devices.values() if b.tenant == tenant and b.name == name), None
+        )
 
     def touch(self, devices: Sequence[int], seen_us: int) -> None:
         for d in devices:
@@ -38,13 +39,15 @@ class MemoryDirectory:
         pass
 
 
-def press(device: int = 1, tenant: int = 1, name: str = "press-1",
-          series_base: int | None = None) -> DeviceBinding:
+def press(
+    device: int = 1, tenant: int = 1, name: str = "press-1", series_base: int | None = None
+) -> DeviceBinding:
     """A press with one property of every kind; series ids start at ``series_base``."""
     base = series_base if series_base is not None else device * 100
     props = [
-        PropertyBinding("temperature", base + 1, "number", "double", min=-20.0, max=120.0,
-                        unit="°C"),
+        PropertyBinding(
+            "temperature", base + 1, "number", "double", min=-20.0, max=120.0, unit="°C"
+        ),
         PropertyBinding("count", base + 2, "integer", "int", min=0),
         PropertyBinding("running", base + 3, "bool", "bool"),
         PropertyBinding("mode", base + 4, "enum", "enum", enum_values=frozenset({0, 1, 2})),
@@ -52,5 +55,11 @@ def press(device: int = 1, tenant: int = 1, name: str = "press-1",
         PropertyBinding("config", base + 6, "json", "struct"),
         PropertyBinding("changed", base + 7, "date", "date"),
     ]
-    return DeviceBinding(tenant=tenant, device=device, name=name, product=1, gateway=None,
-                         properties={p.identifier: p for p in props})
+    return DeviceBinding(
+        tenant=tenant,
+        device=device,
+        name=name,
+        product=1,
+        gateway=None,
+        properties={p.identifier: p for p in props},
+    )

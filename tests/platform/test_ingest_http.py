@@ -10,9 +10,9 @@ import httpx
 import orjson
 import pyarrow as pa
 import pytest
-from _directory import MemoryDirectory, press
 from fastapi import FastAPI
 
+from tests.platform._directory import MemoryDirectory, press
 from yugong.api import problems
 from yugong.api.deps import current_principal
 from yugong.api.routers import ingest
@@ -37,8 +37,12 @@ class Rig:
         self.directory.add(press(3, tenant=9, name="foreign"))
         self.writer = BatchedWriter(store, batch_rows=100_000, flush_ms=20)
         self.attrs: list[dict] = []
-        self.svc = IngestService(self.directory, self.writer, InProcessBus(),
-                                 attribute_sink=lambda d, a: self.attrs.append(a))
+        self.svc = IngestService(
+            self.directory,
+            self.writer,
+            InProcessBus(),
+            attribute_sink=lambda d, a: self.attrs.append(a),
+        )
         self.role = Role.OPERATOR
         app = FastAPI()
         problems.install(app)
@@ -46,9 +50,11 @@ class Rig:
         app.state.ingest = self.svc
         app.state.settings = Settings(max_request_bytes=100_000)
         app.dependency_overrides[current_principal] = lambda: Principal(
-            kind="user", id=1, tenant=4, role=self.role, name="op")
-        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                      base_url="http://test/api/v1")
+            kind="user", id=1, tenant=4, role=self.role, name="op"
+        )
+        self.http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test/api/v1"
+        )
 
     async def rows(self, *series: int) -> list[dict]:
         await self.writer.flush()
@@ -74,8 +80,9 @@ def arrow_body(table: pa.Table) -> bytes:
 
 
 async def test_thingsboard_device_api(rig: Rig) -> None:
-    r = await rig.http.post("/TOK/telemetry", content=b'{"ts": %d, "values": {"temperature":'
-                                                      b' 150}}' % T0)
+    r = await rig.http.post(
+        "/TOK/telemetry", content=b'{"ts": %d, "values": {"temperature": 150}}' % T0
+    )
     assert r.status_code == 200 and r.json() == {"accepted": 1, "out_of_range": 1}
     r = await rig.http.post("/TOK/attributes", content=b'{"fw": "9"}')
     assert r.status_code == 200 and rig.attrs == [{"fw": "9"}]
@@ -103,28 +110,47 @@ async def test_json_rows_by_name_and_id_with_iso_time(rig: Rig) -> None:
 
 async def test_json_columns_bulk(rig: Rig) -> None:
     n = 1000
-    body = {"device": "press-1", "columns": {
-        "ts": [T0 + i for i in range(n)], "temperature": [float(i % 200) for i in range(n)],
-        "running": [i % 2 == 0 for i in range(n)]}}
-    r = await rig.http.post("/telemetry", content=orjson.dumps([body, {
-        "device": "press-2", "columns": {"ts": [T0], "count": [1]}}]))
+    body = {
+        "device": "press-1",
+        "columns": {
+            "ts": [T0 + i for i in range(n)],
+            "temperature": [float(i % 200) for i in range(n)],
+            "running": [i % 2 == 0 for i in range(n)],
+        },
+    }
+    r = await rig.http.post(
+        "/telemetry",
+        content=orjson.dumps([body, {"device": "press-2", "columns": {"ts": [T0], "count": [1]}}]),
+    )
     assert r.status_code == 200, r.text
     assert r.json() == {"accepted": 2 * n + 1, "out_of_range": 5 * 79}
     assert len(await rig.rows(101)) == n
 
 
-@pytest.mark.parametrize(("body", "status", "detail"), [
-    (b"{", 422, "malformed JSON"),
-    (b'[{"device": "nope", "values": {"temperature": 1}}]', 422,
-     "unknown device 'nope' (item 0)"),
-    (b'[{"device": "foreign", "values": {"temperature": 1}}]', 422, "unknown device"),
-    (b'[{"device": 1, "values": {"temperature": 1}}, {"device": 1, "values": 3}]', 422,
-     "item 1: 'values' must be an object"),
-    (b'[{"device": 1, "ts": "soon", "values": {"temperature": 1}}]', 422, "not a timestamp"),
-    (b'{"device": 1, "columns": {"ts": [1, 2], "count": [1, 2.5]}}', 422,
-     "property 'count' of device 'press-1': expected an integer, got 2.5 at index 1"),
-    (b'{"device": 1, "columns": {"temperature": [1]}}', 422, "with a 'ts' array"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "detail"),
+    [
+        (b"{", 422, "malformed JSON"),
+        (
+            b'[{"device": "nope", "values": {"temperature": 1}}]',
+            422,
+            "unknown device 'nope' (item 0)",
+        ),
+        (b'[{"device": "foreign", "values": {"temperature": 1}}]', 422, "unknown device"),
+        (
+            b'[{"device": 1, "values": {"temperature": 1}}, {"device": 1, "values": 3}]',
+            422,
+            "item 1: 'values' must be an object",
+        ),
+        (b'[{"device": 1, "ts": "soon", "values": {"temperature": 1}}]', 422, "not a timestamp"),
+        (
+            b'{"device": 1, "columns": {"ts": [1, 2], "count": [1, 2.5]}}',
+            422,
+            "property 'count' of device 'press-1': expected an integer, got 2.5 at index 1",
+        ),
+        (b'{"device": 1, "columns": {"temperature": [1]}}', 422, "with a 'ts' array"),
+    ],
+)
 async def test_json_rejections(rig: Rig, body: bytes, status: int, detail: str) -> None:
     r = await rig.http.post("/telemetry", content=body)
     assert r.status_code == status
@@ -133,22 +159,35 @@ async def test_json_rejections(rig: Rig, body: bytes, status: int, detail: str) 
 
 
 async def test_arrow_long_and_wide(rig: Rig) -> None:
-    long = pa.table({
-        "device": pa.array(["press-1", "press-2", "press-2"]).dictionary_encode(),
-        "property": ["temperature", "temperature", "running"],
-        "ts": pa.array([T0, T0, T0], pa.int64()),
-        "value": pa.array([1.0, 2.0, 1.0])})
+    long = pa.table(
+        {
+            "device": pa.array(["press-1", "press-2", "press-2"]).dictionary_encode(),
+            "property": ["temperature", "temperature", "running"],
+            "ts": pa.array([T0, T0, T0], pa.int64()),
+            "value": pa.array([1.0, 2.0, 1.0]),
+        }
+    )
     r = await rig.http.post("/telemetry", content=arrow_body(long), headers=ARROW)
     assert r.status_code == 200 and r.json()["accepted"] == 3, r.text
-    wide = pa.table({"ts": pa.array([T0 * 1000 + 1, T0 * 1000 + 2], pa.timestamp("us")),
-                     "temperature": [3.0, 4.0], "note": ["a", None]})
-    r = await rig.http.post("/telemetry", params={"device": "press-1"},
-                            content=arrow_body(wide), headers=ARROW)
+    wide = pa.table(
+        {
+            "ts": pa.array([T0 * 1000 + 1, T0 * 1000 + 2], pa.timestamp("us")),
+            "temperature": [3.0, 4.0],
+            "note": ["a", None],
+        }
+    )
+    r = await rig.http.post(
+        "/telemetry", params={"device": "press-1"}, content=arrow_body(wide), headers=ARROW
+    )
     assert r.status_code == 200 and r.json()["accepted"] == 4, r.text
     assert [x["value"] for x in await rig.rows(101)] == [1.0, 3.0, 4.0]
     assert [x["quality"] for x in await rig.rows(105)] == [0, 2]
-    r = await rig.http.post("/telemetry", params={"device": "press-1"}, headers=ARROW,
-                            content=arrow_body(pa.table({"ts": [T0], "tmp": [1.0]})))
+    r = await rig.http.post(
+        "/telemetry",
+        params={"device": "press-1"},
+        headers=ARROW,
+        content=arrow_body(pa.table({"ts": [T0], "tmp": [1.0]})),
+    )
     assert r.status_code == 422 and "unknown property 'tmp'" in r.json()["detail"]
     r = await rig.http.post("/telemetry", content=b"not arrow", headers=ARROW)
     assert r.status_code == 422 and "not an Arrow IPC stream" in r.json()["detail"]

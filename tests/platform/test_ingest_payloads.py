@@ -27,7 +27,8 @@ def test_large_ts_is_microseconds() -> None:
 
 def test_list_of_flat_and_ts_objects_mixed() -> None:
     entries = parse_telemetry(
-        b'[{"a": 1}, {"ts": 1700000000000, "values": {"a": 2, "cfg": {"x": [1, 2]}}}]')
+        b'[{"a": 1}, {"ts": 1700000000000, "values": {"a": 2, "cfg": {"x": [1, 2]}}}]'
+    )
     assert [e.ts_us for e in entries] == [None, 1_700_000_000_000_000]
     assert entries[1].values["cfg"] == {"x": [1, 2]}
 
@@ -37,17 +38,22 @@ def test_flat_object_may_hold_null_and_nested_json() -> None:
     assert entry.values == {"a": None, "b": [1, 2], "c": {"d": 1}}
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    (b'{"a": 1', "malformed JSON"),
-    (b"[]", "empty array"),
-    (b"42", "must be an object, not a number"),
-    (b'[{"a": 1}, 3]', "item 1: must be an object"),
-    (b'[{"a": 1}, {"a": 1}, {"a": 1}, {"ts": 1, "values": [1]}]',
-     "item 3: 'values' must be an object"),
-    (b'{"ts": "yesterday", "values": {}}', "ts: not a timestamp"),
-    (b'{"ts": true, "values": {}}', "ts: must be epoch milliseconds, not a boolean"),
-    (b'{"ts": 1, "values": {}, "x": 1}', "may have no other keys (found x)"),
-])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"a": 1', "malformed JSON"),
+        (b"[]", "empty array"),
+        (b"42", "must be an object, not a number"),
+        (b'[{"a": 1}, 3]', "item 1: must be an object"),
+        (
+            b'[{"a": 1}, {"a": 1}, {"a": 1}, {"ts": 1, "values": [1]}]',
+            "item 3: 'values' must be an object",
+        ),
+        (b'{"ts": "yesterday", "values": {}}', "ts: not a timestamp"),
+        (b'{"ts": true, "values": {}}', "ts: must be epoch milliseconds, not a boolean"),
+        (b'{"ts": 1, "values": {}, "x": 1}', "may have no other keys (found x)"),
+    ],
+)
 def test_bad_shapes_name_the_problem(raw: bytes, message: str) -> None:
     with pytest.raises(InvalidInput) as err:
         parse_telemetry(raw)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from _directory import MemoryDirectory, press
 
+from tests.platform._directory import MemoryDirectory, press
 from yugong.core.errors import InvalidInput, PayloadTooLarge
 from yugong.core.quality import Quality
 from yugong.infra.bus import InProcessBus
@@ -30,9 +30,13 @@ class Rig:
         self.bus = InProcessBus()
         self.writer = BatchedWriter(store, batch_rows=1000, flush_ms=20)
         self.attrs: list[tuple[int, dict]] = []
-        self.svc = IngestService(self.directory, self.writer, self.bus,
-                                 max_points_per_request=1000,
-                                 attribute_sink=lambda d, a: self.attrs.append((d.device, a)))
+        self.svc = IngestService(
+            self.directory,
+            self.writer,
+            self.bus,
+            max_points_per_request=1000,
+            attribute_sink=lambda d, a: self.attrs.append((d.device, a)),
+        )
 
     async def rows(self, *series: int) -> pa.Table:
         await self.writer.flush()
@@ -40,8 +44,9 @@ class Rig:
 
     async def total(self) -> int:
         await self.writer.flush()
-        return self.store.range([101, 102, 103, 104, 105, 106, 107], 0, END,
-                                limit=100_000).table.num_rows
+        return self.store.range(
+            [101, 102, 103, 104, 105, 106, 107], 0, END, limit=100_000
+        ).table.num_rows
 
 
 @pytest.fixture
@@ -54,9 +59,13 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 
 
 async def test_every_kind_is_stored(rig: Rig) -> None:
-    result = await rig.svc.ingest_telemetry(rig.dev, (
-        b'{"ts": %d, "values": {"temperature": 21.5, "count": 3, "running": true, "mode": 2,'
-        b' "note": "hello", "config": {"a": [1, 2]}, "changed": %d}}' % (T0, T0)))
+    result = await rig.svc.ingest_telemetry(
+        rig.dev,
+        (
+            b'{"ts": %d, "values": {"temperature": 21.5, "count": 3, "running": true, "mode": 2,'
+            b' "note": "hello", "config": {"a": [1, 2]}, "changed": %d}}' % (T0, T0)
+        ),
+    )
     assert result.accepted == 7 and result.out_of_range == 0
     t = await rig.rows(*range(101, 108))
     got = {r["series"]: r for r in t.to_pylist()}
@@ -77,25 +86,37 @@ async def test_missing_ts_is_server_time_and_null_is_bad(rig: Rig) -> None:
     assert abs(rows[0]["ts"] - rows[1]["ts"]) == 0 and rows[0]["ts"] > T0 * 1000
 
 
-@pytest.mark.parametrize(("payload", "reason", "message"), [
-    (b'{"temperature": 1, "tmp": 2}', "unknown_property",
-     "unknown property 'tmp' for device 'press-1'"),
-    (b'{"temperature": "hot"}', "wrong_type",
-     "property 'temperature' of device 'press-1': expected a number, got the string 'hot'"),
-    (b'{"temperature": true}', "wrong_type", "expected a number, got a boolean"),
-    (b'{"running": 2}', "wrong_type", "expected true/false (or 0/1), got 2"),
-    (b'{"running": "yes"}', "wrong_type", "expected true/false (or 0/1), got the string"),
-    (b'{"count": 1.5}', "not_integer", "property 'count' of device 'press-1': expected an "
-     "integer, got 1.5"),
-    (b'{"mode": 5}', "not_in_enum", "5 is not one of the enum keys (0, 1, 2)"),
-    (b'{"note": "this note is far too long"}', "too_long", "25 characters, at most 16"),
-    (b'{"note": 5}', "wrong_type", "expected a string, got the number 5"),
-    (b'{"config": 5}', "wrong_type", "expected a JSON object or array"),
-    (b'[{"temperature": 1}, {"temperature": 2}, {"count": -1.25}]', "not_integer",
-     "at item 2"),
-])
+@pytest.mark.parametrize(
+    ("payload", "reason", "message"),
+    [
+        (
+            b'{"temperature": 1, "tmp": 2}',
+            "unknown_property",
+            "unknown property 'tmp' for device 'press-1'",
+        ),
+        (
+            b'{"temperature": "hot"}',
+            "wrong_type",
+            "property 'temperature' of device 'press-1': expected a number, got the string 'hot'",
+        ),
+        (b'{"temperature": true}', "wrong_type", "expected a number, got a boolean"),
+        (b'{"running": 2}', "wrong_type", "expected true/false (or 0/1), got 2"),
+        (b'{"running": "yes"}', "wrong_type", "expected true/false (or 0/1), got the string"),
+        (
+            b'{"count": 1.5}',
+            "not_integer",
+            "property 'count' of device 'press-1': expected an integer, got 1.5",
+        ),
+        (b'{"mode": 5}', "not_in_enum", "5 is not one of the enum keys (0, 1, 2)"),
+        (b'{"note": "this note is far too long"}', "too_long", "25 characters, at most 16"),
+        (b'{"note": 5}', "wrong_type", "expected a string, got the number 5"),
+        (b'{"config": 5}', "wrong_type", "expected a JSON object or array"),
+        (b'[{"temperature": 1}, {"temperature": 2}, {"count": -1.25}]', "not_integer", "at item 2"),
+    ],
+)
 async def test_rejections_name_the_problem_and_store_nothing(
-        rig: Rig, payload: bytes, reason: str, message: str) -> None:
+    rig: Rig, payload: bytes, reason: str, message: str
+) -> None:
     with pytest.raises(InvalidInput) as err:
         await rig.svc.ingest_telemetry(rig.dev, payload)
     assert message in err.value.detail
@@ -113,12 +134,13 @@ async def test_malformed_json_counted(rig: Rig) -> None:
 
 async def test_out_of_range_stored_uncertain_and_counted(rig: Rig) -> None:
     result = await rig.svc.ingest_telemetry(
-        rig.dev, b'[{"ts": %d, "values": {"temperature": 150}},'
-                 b' {"ts": %d, "values": {"temperature": 20, "count": -3}}]' % (T0, T0 + 1))
+        rig.dev,
+        b'[{"ts": %d, "values": {"temperature": 150}},'
+        b' {"ts": %d, "values": {"temperature": 20, "count": -3}}]' % (T0, T0 + 1),
+    )
     assert result.accepted == 3 and result.out_of_range == 2
     t = await rig.rows(101, 102)
-    assert t.column("quality").to_pylist() == [Quality.UNCERTAIN, Quality.GOOD,
-                                                Quality.UNCERTAIN]
+    assert t.column("quality").to_pylist() == [Quality.UNCERTAIN, Quality.GOOD, Quality.UNCERTAIN]
     assert t.column("value").to_pylist() == [150.0, 20.0, -3.0]
     st = rig.svc.stats()[7]
     assert (st.accepted, st.out_of_range, st.messages) == (3, 2, 1)
@@ -133,18 +155,23 @@ async def test_too_many_points(rig: Rig) -> None:
 
 async def test_columns_bulk_reports_first_bad_index(rig: Rig) -> None:
     ts = (T0 + np.arange(5)) * 1000
-    with pytest.raises(InvalidInput, match="property 'count' .* got 2.5 at index 3"):
-        await rig.svc.ingest_columns(rig.dev, {
-            "temperature": (ts, np.arange(5.0)), "count": (ts, [1, 2, 3, 2.5, 4])})
+    with pytest.raises(InvalidInput, match=r"property 'count' .* got 2\.5 at index 3"):
+        await rig.svc.ingest_columns(
+            rig.dev, {"temperature": (ts, np.arange(5.0)), "count": (ts, [1, 2, 3, 2.5, 4])}
+        )
     with pytest.raises(InvalidInput, match=r"got the string 'x' at index 2"):
         await rig.svc.ingest_columns(rig.dev, {"temperature": (ts, [1, 2, "x", 3, 4])})
     with pytest.raises(InvalidInput, match=r"3 values but 5 timestamps"):
         await rig.svc.ingest_columns(rig.dev, {"temperature": (ts, [1, 2, 3])})
     assert await rig.total() == 0
-    result = await rig.svc.ingest_columns(rig.dev, {
-        "temperature": (ts, np.array([1.0, 2.0, 500.0, np.nan, 4.0])),
-        "running": (ts, np.array([True, False, True, True, False])),
-        "note": (ts, pa.array(["a", "b", None, "d", "e"]))})
+    result = await rig.svc.ingest_columns(
+        rig.dev,
+        {
+            "temperature": (ts, np.array([1.0, 2.0, 500.0, np.nan, 4.0])),
+            "running": (ts, np.array([True, False, True, True, False])),
+            "note": (ts, pa.array(["a", "b", None, "d", "e"])),
+        },
+    )
     assert result.accepted == 15 and result.out_of_range == 1
     t = await rig.rows(101)
     assert t.column("quality").to_pylist() == [0, 0, 1, 2, 0]
@@ -152,13 +179,15 @@ async def test_columns_bulk_reports_first_bad_index(rig: Rig) -> None:
 
 async def test_arrow_long_form(rig: Rig) -> None:
     n = 6
-    table = pa.table({
-        "device": ["press-1"] * n,
-        "property": ["temperature", "count", "temperature", "note", "running", "mode"],
-        "ts": pa.array([T0 + i for i in range(n)], pa.int64()),
-        "value": [20.0, 5.0, 130.0, None, 1.0, 1.0],
-        "text": [None, None, None, "hi", None, None],
-    })
+    table = pa.table(
+        {
+            "device": ["press-1"] * n,
+            "property": ["temperature", "count", "temperature", "note", "running", "mode"],
+            "ts": pa.array([T0 + i for i in range(n)], pa.int64()),
+            "value": [20.0, 5.0, 130.0, None, 1.0, 1.0],
+            "text": [None, None, None, "hi", None, None],
+        }
+    )
     result = await rig.svc.ingest_arrow(7, table)
     assert (result.accepted, result.out_of_range) == (6, 1)
     t = await rig.rows(101, 102, 103, 104, 105)
@@ -167,10 +196,14 @@ async def test_arrow_long_form(rig: Rig) -> None:
 
 
 async def test_arrow_by_device_id_with_timestamp_type(rig: Rig) -> None:
-    table = pa.table({
-        "device": pa.array([1, 1], pa.int64()), "property": ["temperature", "temperature"],
-        "ts": pa.array([T0 * 1000, T0 * 1000 + 5], pa.timestamp("us", "UTC")),
-        "value": [1.0, 2.0]})
+    table = pa.table(
+        {
+            "device": pa.array([1, 1], pa.int64()),
+            "property": ["temperature", "temperature"],
+            "ts": pa.array([T0 * 1000, T0 * 1000 + 5], pa.timestamp("us", "UTC")),
+            "value": [1.0, 2.0],
+        }
+    )
     assert (await rig.svc.ingest_arrow(7, table)).accepted == 2
     assert (await rig.rows(101)).column("ts").to_pylist() == [T0 * 1000, T0 * 1000 + 5]
 
@@ -178,13 +211,19 @@ async def test_arrow_by_device_id_with_timestamp_type(rig: Rig) -> None:
 async def test_arrow_rejections_are_atomic(rig: Rig) -> None:
     good = {"ts": pa.array([T0, T0 + 1], pa.int64()), "value": [1.0, 2.0]}
     cases = [
-        ({"device": ["press-1", "press-2"], "property": ["temperature"] * 2},
-         "unknown device 'press-2' (row 1)"),  # press-2 belongs to tenant 8
+        (
+            {"device": ["press-1", "press-2"], "property": ["temperature"] * 2},
+            "unknown device 'press-2' (row 1)",
+        ),  # press-2 belongs to tenant 8
         ({"device": [1, 2], "property": ["temperature"] * 2}, "unknown device 2"),
-        ({"device": ["press-1"] * 2, "property": ["temperature", "tmp"]},
-         "unknown property 'tmp' for device 'press-1' (row 1)"),
-        ({"device": ["press-1"] * 2, "property": ["count", "running"]},
-         "expected true/false (or 0/1), got 2 at row 1"),
+        (
+            {"device": ["press-1"] * 2, "property": ["temperature", "tmp"]},
+            "unknown property 'tmp' for device 'press-1' (row 1)",
+        ),
+        (
+            {"device": ["press-1"] * 2, "property": ["count", "running"]},
+            "expected true/false (or 0/1), got 2 at row 1",
+        ),
     ]
     for cols, message in cases:
         with pytest.raises(InvalidInput) as err:

@@ -104,8 +104,9 @@ async def test_backpressure(store: TimeSeriesStore) -> None:
     await w.close()
 
 
-async def test_write_errors_are_retried_once_then_counted(tmp_path: Path,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+async def test_write_errors_are_retried_once_then_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store = open_store(f"duckdb:///{tmp_path / 'x.duckdb'}")
     w = BatchedWriter(store, batch_rows=10, flush_ms=10)
     store.close()  # every write now fails for real

@@ -36,12 +36,14 @@ log = logging.getLogger(__name__)
 TELEMETRY_TOPIC = "v1/devices/me/telemetry"
 ATTRIBUTES_TOPIC = "v1/devices/me/attributes"
 PUBLISH_TOPICS = frozenset({TELEMETRY_TOPIC, ATTRIBUTES_TOPIC})
-SUBSCRIBE_TOPICS = frozenset({
-    ATTRIBUTES_TOPIC,
-    "v1/devices/me/attributes/response/+",
-    "v1/devices/me/rpc/request/+",
-    "v1/devices/me/rpc/response/+",
-})
+SUBSCRIBE_TOPICS = frozenset(
+    {
+        ATTRIBUTES_TOPIC,
+        "v1/devices/me/attributes/response/+",
+        "v1/devices/me/rpc/request/+",
+        "v1/devices/me/rpc/response/+",
+    }
+)
 
 
 class Device(Protocol):
@@ -104,8 +106,9 @@ class BrokerStats:
 class DeviceGate:
     """State the broker plugins share: client id -> device, counters, ingest."""
 
-    def __init__(self, directory: TokenDirectory, ingest: Ingest, *,
-                 max_payload_bytes: int) -> None:
+    def __init__(
+        self, directory: TokenDirectory, ingest: Ingest, *, max_payload_bytes: int
+    ) -> None:
         self.directory = directory
         self.ingest = ingest
         self.max_payload_bytes = max_payload_bytes
@@ -121,16 +124,21 @@ class DeviceGate:
         client = session.client_id or ""
         if not token:
             self._count(self.stats.refused_connections, "anonymous")
-            self.rlog.warning("anon", f"MQTT connection from {session.remote_address} refused: "
-                              "no access token (username)")
+            self.rlog.warning(
+                "anon",
+                f"MQTT connection from {session.remote_address} refused: "
+                "no access token (username)",
+            )
             self.devices.pop(client, None)
             return False
         # The directory may read the database on a cache miss: keep that off the loop.
         device = await asyncio.to_thread(self.directory.by_token, token)
         if device is None:
             self._count(self.stats.refused_connections, "unknown_token")
-            self.rlog.warning("token", f"MQTT connection from {session.remote_address} "
-                              "refused: unknown access token")
+            self.rlog.warning(
+                "token",
+                f"MQTT connection from {session.remote_address} refused: unknown access token",
+            )
             self.devices.pop(client, None)
             return False
         self.devices[client] = device
@@ -161,9 +169,10 @@ class DeviceGate:
             return False
         if not ok:
             self.stats.refused_topics += 1
-            self.rlog.warning(f"topic:{device.device}",
-                              f"device '{device.name}' (id {device.device}) may not {action} "
-                              f"'{topic}'")
+            self.rlog.warning(
+                f"topic:{device.device}",
+                f"device '{device.name}' (id {device.device}) may not {action} '{topic}'",
+            )
         return ok
 
     async def on_message(self, session: Session | None, message: ApplicationMessage) -> None:
@@ -172,8 +181,9 @@ class DeviceGate:
             return
         data = bytes(message.data or b"")
         if len(data) > self.max_payload_bytes:
-            self._reject(device, "too_large",
-                         f"{len(data)} bytes, at most {self.max_payload_bytes} accepted")
+            self._reject(
+                device, "too_large", f"{len(data)} bytes, at most {self.max_payload_bytes} accepted"
+            )
             self.ingest.count_rejected(device.tenant, "too_large")
             return
         try:
@@ -192,9 +202,10 @@ class DeviceGate:
 
     def _reject(self, device: Device, reason: str, detail: str) -> None:
         self._count(self.stats.rejected, reason)
-        self.rlog.warning(f"{device.device}:{reason}",
-                          f"MQTT message from device '{device.name}' (id {device.device}) "
-                          f"rejected: {detail}")
+        self.rlog.warning(
+            f"{device.device}:{reason}",
+            f"MQTT message from device '{device.name}' (id {device.device}) rejected: {detail}",
+        )
 
     def forget(self, session: Session | None) -> None:
         # A takeover may race with this; device_of() recovers from the session's token.
@@ -231,8 +242,13 @@ class DeviceTopicPlugin(BaseTopicPlugin):
         super().__init__(context)
         self.gate = _gate(context)
 
-    async def topic_filtering(self, *, session: Session | None = None, topic: str | None = None,
-                              action: Action | None = None) -> bool | None:
+    async def topic_filtering(
+        self,
+        *,
+        session: Session | None = None,
+        topic: str | None = None,
+        action: Action | None = None,
+    ) -> bool | None:
         return self.gate.allowed(session, topic, action)
 
 
@@ -245,13 +261,15 @@ class IngestPlugin(BasePlugin[BaseContext]):
         super().__init__(context)
         self.gate = _gate(context)
 
-    async def on_broker_message_broadcast(self, *, client_id: str,
-                                          message: ApplicationMessage) -> None:
+    async def on_broker_message_broadcast(
+        self, *, client_id: str, message: ApplicationMessage
+    ) -> None:
         session = self._session(client_id)
         await self.gate.on_message(session, message)
 
-    async def on_broker_client_disconnected(self, *, client_id: str,
-                                            client_session: Session) -> None:
+    async def on_broker_client_disconnected(
+        self, *, client_id: str, client_session: Session
+    ) -> None:
         self.gate.forget(client_session)
 
     def _session(self, client_id: str) -> Session | None:
@@ -265,15 +283,15 @@ class EmbeddedBroker:
     def __init__(self, settings: Settings, directory: TokenDirectory, ingest: Ingest) -> None:
         self.host = settings.mqtt_host
         self.port = settings.mqtt_port
-        self.gate = DeviceGate(directory, ingest,
-                               max_payload_bytes=settings.mqtt_max_payload_bytes)
+        self.gate = DeviceGate(directory, ingest, max_payload_bytes=settings.mqtt_max_payload_bytes)
         self._broker: Broker | None = None
 
     def config(self) -> BrokerConfig:
         cfg = {"gate": self.gate}
         return BrokerConfig(
-            listeners={"default": ListenerConfig(type=ListenerType.TCP,
-                                                 bind=f"{self.host}:{self.port}")},
+            listeners={
+                "default": ListenerConfig(type=ListenerType.TCP, bind=f"{self.host}:{self.port}")
+            },
             plugins={
                 f"{__name__}.DeviceAuthPlugin": cfg,
                 f"{__name__}.DeviceTopicPlugin": cfg,

@@ -16,7 +16,7 @@ two-segment ``.../telemetry`` route registered later.
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import pyarrow as pa
 from fastapi import APIRouter, Query, Request, Response
@@ -33,7 +33,7 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 
 def _service(request: Request) -> IngestService:
-    return request.app.state.ingest  # type: ignore[no-any-return]
+    return cast(IngestService, request.app.state.ingest)
 
 
 def _max_bytes(request: Request) -> int:
@@ -73,22 +73,29 @@ def _read_arrow(body: bytes) -> pa.Table:
     try:
         return pa.ipc.open_stream(pa.py_buffer(body)).read_all()
     except (pa.ArrowInvalid, OSError) as exc:
-        raise InvalidInput(f"not an Arrow IPC stream: {exc}",
-                           [FieldError("body", "expected an Arrow IPC stream")]) from None
+        raise InvalidInput(
+            f"not an Arrow IPC stream: {exc}", [FieldError("body", "expected an Arrow IPC stream")]
+        ) from None
 
 
 def _device_key(device: str) -> int | str:
     return int(device) if device.isdigit() else device
 
 
-@router.post("/telemetry", summary="Write telemetry (JSON rows or columns, or Arrow IPC)",
-             responses={200: {"content": {"application/json": {"example": {
-                 "accepted": 3, "out_of_range": 0}}}}})
+@router.post(
+    "/telemetry",
+    summary="Write telemetry (JSON rows or columns, or Arrow IPC)",
+    responses={
+        200: {"content": {"application/json": {"example": {"accepted": 3, "out_of_range": 0}}}}
+    },
+)
 async def write_telemetry(
     request: Request,
     principal: PrincipalDep,
-    device: Annotated[str | None, Query(description="Arrow wide form: the device (name or "
-                                                    "id) every column belongs to.")] = None,
+    device: Annotated[
+        str | None,
+        Query(description="Arrow wide form: the device (name or id) every column belongs to."),
+    ] = None,
     tenant_id: Annotated[int | None, Query(description="Platform callers: the tenant.")] = None,
 ) -> Response:
     principal.require("telemetry:write")

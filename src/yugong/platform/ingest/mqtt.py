@@ -52,17 +52,27 @@ class BrokerAddress:
         if parts.scheme not in ("mqtt", "mqtts", "tcp") or not parts.hostname:
             raise ValueError(f"not an MQTT broker URL: {url!r} (mqtt://[user:pass@]host[:port])")
         tls = parts.scheme == "mqtts"
-        return cls(parts.hostname, parts.port or (8883 if tls else 1883),
-                   unquote(parts.username) if parts.username else None,
-                   unquote(parts.password) if parts.password else None, tls)
+        return cls(
+            parts.hostname,
+            parts.port or (8883 if tls else 1883),
+            unquote(parts.username) if parts.username else None,
+            unquote(parts.password) if parts.password else None,
+            tls,
+        )
 
 
 class ExternalBrokerIngest:
     """``await start()`` subscribes in the background (reconnecting with backoff);
     ``await stop()``. ``ready`` is set while subscribed."""
 
-    def __init__(self, settings: Settings, directory: DeviceDirectory, ingest: IngestService,
-                 *, identifier: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        directory: DeviceDirectory,
+        ingest: IngestService,
+        *,
+        identifier: str | None = None,
+    ) -> None:
         if not settings.mqtt_url:
             raise ValueError("mqtt_url is not set")
         self.address = BrokerAddress.parse(settings.mqtt_url)
@@ -98,8 +108,15 @@ class ExternalBrokerIngest:
         kwargs: dict[str, Any] = {}
         if a.tls:
             kwargs["tls_context"] = ssl.create_default_context()
-        return aiomqtt.Client(a.host, a.port, username=a.username, password=a.password,
-                              identifier=self.identifier, keepalive=30, **kwargs)
+        return aiomqtt.Client(
+            a.host,
+            a.port,
+            username=a.username,
+            password=a.password,
+            identifier=self.identifier,
+            keepalive=30,
+            **kwargs,
+        )
 
     async def _run(self) -> None:
         backoff = 0.5
@@ -110,22 +127,29 @@ class ExternalBrokerIngest:
                     self.stats.connects += 1
                     backoff = 0.5
                     self.ready.set()
-                    log.info("subscribed to %s on %s:%d", ", ".join(self.topics),
-                             self.address.host, self.address.port)
+                    log.info(
+                        "subscribed to %s on %s:%d",
+                        ", ".join(self.topics),
+                        self.address.host,
+                        self.address.port,
+                    )
                     async for message in client.messages:
                         await self.handle(message.topic.value, message.payload)
             except aiomqtt.MqttError as exc:
                 self.ready.clear()
                 self.stats.disconnects += 1
-                self._rlog.warning("conn", f"MQTT broker {self.address.host}:"
-                                   f"{self.address.port} unavailable ({exc}); retrying in "
-                                   f"{backoff:.1f} s")
+                self._rlog.warning(
+                    "conn",
+                    f"MQTT broker {self.address.host}:"
+                    f"{self.address.port} unavailable ({exc}); retrying in "
+                    f"{backoff:.1f} s",
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 
     async def handle(self, topic: str, payload: Any) -> None:
         """One message from the broker: resolve the device from the topic, then ingest."""
-        rest = topic[len(self.prefix) + 1:] if topic.startswith(self.prefix + "/") else ""
+        rest = topic[len(self.prefix) + 1 :] if topic.startswith(self.prefix + "/") else ""
         device_id, _, kind = rest.partition("/")
         if kind not in ("telemetry", "attributes") or not device_id.isdigit():
             self._reject("bad_topic", f"unexpected topic {topic!r}")
@@ -137,8 +161,11 @@ class ExternalBrokerIngest:
         data = payload if isinstance(payload, bytes | bytearray) else str(payload).encode()
         if len(data) > self.max_payload_bytes:
             self.ingest.count_rejected(device.tenant, "too_large")
-            self._reject("too_large", f"device {device.device}: {len(data)} bytes, at most "
-                         f"{self.max_payload_bytes} accepted")
+            self._reject(
+                "too_large",
+                f"device {device.device}: {len(data)} bytes, at most "
+                f"{self.max_payload_bytes} accepted",
+            )
             return
         try:
             if kind == "telemetry":
@@ -147,8 +174,10 @@ class ExternalBrokerIngest:
                 await self.ingest.ingest_attributes(device, data)
             self.stats.messages += 1
         except YugongError as exc:
-            self._reject(str(getattr(exc, "reason", type(exc).__name__)),
-                         f"device '{device.name}' (id {device.device}): {exc.detail}")
+            self._reject(
+                str(getattr(exc, "reason", type(exc).__name__)),
+                f"device '{device.name}' (id {device.device}): {exc.detail}",
+            )
         except Exception:
             self.stats.rejected["error"] = self.stats.rejected.get("error", 0) + 1
             log.exception("ingest of an MQTT message for device %s failed", device.device)

@@ -56,8 +56,11 @@ def _entry(item: Any, loc: str) -> TelemetryEntry:
     if "ts" in item and "values" in item:
         extra = set(item) - {"ts", "values"}
         if extra:
-            raise _fail(loc, "an object with 'ts' and 'values' may have no other keys "
-                        f"(found {', '.join(sorted(extra))})")
+            raise _fail(
+                loc,
+                "an object with 'ts' and 'values' may have no other keys "
+                f"(found {', '.join(sorted(extra))})",
+            )
         values = item["values"]
         if not isinstance(values, dict):
             raise _fail(loc, f"'values' must be an object, not {_json_type(values)}")
@@ -67,8 +70,9 @@ def _entry(item: Any, loc: str) -> TelemetryEntry:
 
 def _ts(value: Any, loc: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise _fail(f"{loc}.ts" if loc else "ts",
-                    f"must be epoch milliseconds, not {_json_type(value)}")
+        raise _fail(
+            f"{loc}.ts" if loc else "ts", f"must be epoch milliseconds, not {_json_type(value)}"
+        )
     try:
         return to_us(value)
     except ValueError as exc:
@@ -76,9 +80,15 @@ def _ts(value: Any, loc: str) -> int:
 
 
 def _json_type(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number", type(None): "null"}.get(type(value),
-                                                                       type(value).__name__)
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 def parse_telemetry(raw: bytes | bytearray | memoryview | str | Any) -> list[TelemetryEntry]:

@@ -69,9 +69,11 @@ class TooManyPoints(PayloadTooLarge):
 
 def _unknown_property(device: DeviceBinding, key: str, where: str = "") -> Rejected:
     at = f" ({where})" if where else ""
-    return Rejected(f"unknown property '{key}' for device '{device.name}'{at}",
-                    [FieldError(f"values.{key}", "not a property of this device's product")],
-                    reason="unknown_property")
+    return Rejected(
+        f"unknown property '{key}' for device '{device.name}'{at}",
+        [FieldError(f"values.{key}", "not a property of this device's product")],
+        reason="unknown_property",
+    )
 
 
 class IngestService:
@@ -95,7 +97,9 @@ class IngestService:
     # Entry points -------------------------------------------------------------------------
 
     async def ingest_telemetry(
-        self, device: DeviceBinding, payload: bytes | str | list[TelemetryEntry] | Any,
+        self,
+        device: DeviceBinding,
+        payload: bytes | str | list[TelemetryEntry] | Any,
     ) -> IngestResult:
         """A ThingsBoard telemetry payload (raw JSON, decoded JSON or parsed entries)."""
         with self._counting(device.tenant):
@@ -120,11 +124,15 @@ class IngestService:
         """Bulk, wide form: a ``ts`` column and one column per property of ``device``."""
         with self._counting(device.tenant):
             if "ts" not in table.column_names:
-                raise Rejected("wide Arrow table lacks the 'ts' column",
-                               [FieldError("ts", "missing")], reason="malformed")
+                raise Rejected(
+                    "wide Arrow table lacks the 'ts' column",
+                    [FieldError("ts", "missing")],
+                    reason="malformed",
+                )
             ts = _arrow_ts(table.column("ts"))
-            columns = {name: (ts, table.column(name)) for name in table.column_names
-                       if name != "ts"}
+            columns = {
+                name: (ts, table.column(name)) for name in table.column_names if name != "ts"
+            }
             batch, result = self.build_columns(device, columns)
         return await self._commit(device.tenant, [device.device], batch, result)
 
@@ -144,8 +152,10 @@ class IngestService:
             now = now_us()
             for i, item in enumerate(docs):
                 if not isinstance(item, dict) or "device" not in item:
-                    raise PayloadError(f"item {i}: must be an object with 'device'",
-                                       [FieldError(f"[{i}]", "expected {device, ...}")])
+                    raise PayloadError(
+                        f"item {i}: must be an object with 'device'",
+                        [FieldError(f"[{i}]", "expected {device, ...}")],
+                    )
                 device = self.resolve_device(tenant, item["device"], f"item {i}")
                 devices.add(device.device)
                 if "columns" in item:
@@ -155,21 +165,23 @@ class IngestService:
                     continue
                 values = item.get("values")
                 if not isinstance(values, dict):
-                    raise PayloadError(f"item {i}: 'values' must be an object",
-                                       [FieldError(f"[{i}].values", "expected an object")])
+                    raise PayloadError(
+                        f"item {i}: 'values' must be an object",
+                        [FieldError(f"[{i}].values", "expected an object")],
+                    )
                 ts = now if item.get("ts") is None else _row_ts(item["ts"], i)
                 total += len(values)
                 self._check_size(total)
-                rows.setdefault(device.device, (device, []))[1].append(
-                    TelemetryEntry(ts, values))
+                rows.setdefault(device.device, (device, []))[1].append(TelemetryEntry(ts, values))
             for device, entries in rows.values():
                 batch, result = self.build_telemetry(device, entries)
                 batches.append(batch)
                 results.append(result)
             self._check_size(sum(r.accepted for r in results))
         batch = batches[0] if len(batches) == 1 else pa.concat_tables(batches)
-        result = IngestResult(sum(r.accepted for r in results),
-                              sum(r.out_of_range for r in results))
+        result = IngestResult(
+            sum(r.accepted for r in results), sum(r.out_of_range for r in results)
+        )
         return await self._commit(tenant, sorted(devices), batch, result)
 
     async def ingest_attributes(self, device: DeviceBinding, payload: bytes | str | Any) -> int:
@@ -179,8 +191,10 @@ class IngestService:
             attrs = parse_attributes(payload)
         if self.attribute_sink is not None:
             self.attribute_sink(device, attrs)
-        self.bus.publish(ATTRIBUTES_TOPIC, {"tenant": device.tenant, "device": device.device,
-                                            "attributes": attrs})
+        self.bus.publish(
+            ATTRIBUTES_TOPIC,
+            {"tenant": device.tenant, "device": device.device, "attributes": attrs},
+        )
         with self._lock:
             self._tenant(device.tenant).attributes += len(attrs)
         return len(attrs)
@@ -188,8 +202,12 @@ class IngestService:
     def stats(self) -> dict[int, TenantStats]:
         """Counters per tenant (a snapshot)."""
         with self._lock:
-            return {t: TenantStats(s.accepted, s.out_of_range, s.messages, s.attributes,
-                                   dict(s.rejected)) for t, s in self._stats.items()}
+            return {
+                t: TenantStats(
+                    s.accepted, s.out_of_range, s.messages, s.attributes, dict(s.rejected)
+                )
+                for t, s in self._stats.items()
+            }
 
     def count_rejected(self, tenant: int, reason: str) -> None:
         """Count a refusal decided outside the service (e.g. an oversized MQTT payload)."""
@@ -199,8 +217,9 @@ class IngestService:
 
     # Building batches (pure; no I/O) --------------------------------------------------------
 
-    def build_telemetry(self, device: DeviceBinding,
-                        entries: list[TelemetryEntry]) -> tuple[pa.Table, IngestResult]:
+    def build_telemetry(
+        self, device: DeviceBinding, entries: list[TelemetryEntry]
+    ) -> tuple[pa.Table, IngestResult]:
         props = device.properties
         now = now_us()
         cols: dict[str, tuple[list[int], list[Any], list[int]]] = {}
@@ -211,8 +230,9 @@ class IngestService:
                 col = cols.get(key)
                 if col is None:
                     if key not in props:
-                        raise _unknown_property(device, key, f"item {i}" if len(entries) > 1
-                                                else "")
+                        raise _unknown_property(
+                            device, key, f"item {i}" if len(entries) > 1 else ""
+                        )
                     col = cols[key] = ([], [], [])
                 col[0].append(ts)
                 col[1].append(value)
@@ -222,6 +242,7 @@ class IngestService:
         single = len(entries) == 1
         parts = []
         for key, (ts_list, values, items) in cols.items():
+
             def where(j: int, items: list[int] = items) -> str:
                 return "" if single else f"item {items[j]}"
 
@@ -229,8 +250,9 @@ class IngestService:
             parts.append((props[key], np.asarray(ts_list, dtype=np.int64), checked))
         return _assemble(device.tenant, parts)
 
-    def build_columns(self, device: DeviceBinding,
-                      columns: Columns) -> tuple[pa.Table, IngestResult]:
+    def build_columns(
+        self, device: DeviceBinding, columns: Columns
+    ) -> tuple[pa.Table, IngestResult]:
         props = device.properties
         total = 0
         for key, (ts, values) in columns.items():
@@ -241,7 +263,8 @@ class IngestService:
                     f"property '{key}' of device '{device.name}': {len(values)} values but "
                     f"{np.shape(ts)[0]} timestamps",
                     [FieldError(f"columns.{key}", "length differs from ts")],
-                    reason="malformed")
+                    reason="malformed",
+                )
             total += len(values)
         self._check_size(total)
         parts = []
@@ -250,14 +273,19 @@ class IngestService:
             parts.append((props[key], ts_arr, check_column(props[key], values, device.name)))
         return _assemble(device.tenant, parts)
 
-    def build_arrow(self, tenant: int,
-                    table: pa.Table) -> tuple[pa.Table, IngestResult, list[int]]:
-        missing = [c for c in ("device", "property", "ts", "value") if c not in table.column_names
-                   and not (c == "value" and "text" in table.column_names)]
+    def build_arrow(self, tenant: int, table: pa.Table) -> tuple[pa.Table, IngestResult, list[int]]:
+        missing = [
+            c
+            for c in ("device", "property", "ts", "value")
+            if c not in table.column_names and not (c == "value" and "text" in table.column_names)
+        ]
         if missing:
-            raise Rejected(f"Arrow table lacks column(s): {', '.join(missing)} (long form needs "
-                           "device, property, ts, value [, text]; wide form needs ?device=)",
-                           [FieldError(c, "missing") for c in missing], reason="malformed")
+            raise Rejected(
+                f"Arrow table lacks column(s): {', '.join(missing)} (long form needs "
+                "device, property, ts, value [, text]; wide form needs ?device=)",
+                [FieldError(c, "missing") for c in missing],
+                reason="malformed",
+            )
         n = table.num_rows
         self._check_size(n)
         if n == 0:
@@ -268,8 +296,9 @@ class IngestService:
         prop_names: list[str] = prop_enc.dictionary.to_pylist()
         prop_idx = _indices(prop_enc, "property")
         # One lookup per distinct (device, property) pair, then per-row gathers.
-        pair_codes, inverse = np.unique(dev_idx.astype(np.int64) * len(prop_names) + prop_idx,
-                                        return_inverse=True)
+        pair_codes, inverse = np.unique(
+            dev_idx.astype(np.int64) * len(prop_names) + prop_idx, return_inverse=True
+        )
         pairs: list[PropertyBinding] = []
         for k, code in enumerate(pair_codes):
             b = bindings[int(code) // len(prop_names)]
@@ -309,8 +338,9 @@ class IngestService:
 
     # Helpers ------------------------------------------------------------------------------
 
-    def _resolve_devices(self, tenant: int,
-                         col: pa.ChunkedArray) -> tuple[list[DeviceBinding], npt.NDArray[np.int64]]:
+    def _resolve_devices(
+        self, tenant: int, col: pa.ChunkedArray
+    ) -> tuple[list[DeviceBinding], npt.NDArray[np.int64]]:
         enc = pc.dictionary_encode(col.combine_chunks())
         idx = _indices(enc, "device")
         out: list[DeviceBinding] = []
@@ -330,9 +360,11 @@ class IngestService:
             b = self.directory.by_name(tenant, key)
         if b is None or b.tenant != tenant:
             at = f" ({where})" if where else ""
-            raise Rejected(f"unknown device {key!r}{at}",
-                           [FieldError("device", "no such device in this tenant")],
-                           reason="unknown_device")
+            raise Rejected(
+                f"unknown device {key!r}{at}",
+                [FieldError("device", "no such device in this tenant")],
+                reason="unknown_device",
+            )
         return b
 
     def _check_size(self, points: int) -> None:
@@ -348,8 +380,9 @@ class IngestService:
     def _counting(self, tenant: int) -> _Counting:
         return _Counting(self, tenant)
 
-    async def _commit(self, tenant: int, devices: list[int], batch: pa.Table,
-                      result: IngestResult) -> IngestResult:
+    async def _commit(
+        self, tenant: int, devices: list[int], batch: pa.Table, result: IngestResult
+    ) -> IngestResult:
         if batch.num_rows:
             await self.writer.submit(batch)
             self.bus.publish(SAMPLES_TOPIC, batch)
@@ -372,8 +405,9 @@ class _Counting:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
         if isinstance(exc, YugongError):
             self.service.count_rejected(self.tenant, str(getattr(exc, "reason", "invalid")))
 
@@ -384,20 +418,26 @@ def _is_entries(payload: Any) -> TypeGuard[list[TelemetryEntry]]:
 
 def _row_ts(value: Any, i: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise Rejected(f"item {i}: 'ts' must be epoch ms or ISO 8601",
-                       [FieldError(f"[{i}].ts", "not a timestamp")], reason="bad_timestamp")
+        raise Rejected(
+            f"item {i}: 'ts' must be epoch ms or ISO 8601",
+            [FieldError(f"[{i}].ts", "not a timestamp")],
+            reason="bad_timestamp",
+        )
     try:
         return to_us(value)
     except ValueError as exc:
-        raise Rejected(f"item {i}: {exc}", [FieldError(f"[{i}].ts", str(exc))],
-                       reason="bad_timestamp") from None
+        raise Rejected(
+            f"item {i}: {exc}", [FieldError(f"[{i}].ts", str(exc))], reason="bad_timestamp"
+        ) from None
 
 
 def _json_columns(item: dict[str, Any], i: int) -> dict[str, tuple[npt.NDArray[np.int64], Any]]:
     cols = item["columns"]
     if not isinstance(cols, dict) or not isinstance(cols.get("ts"), list):
-        raise PayloadError(f"item {i}: 'columns' must be an object with a 'ts' array",
-                           [FieldError(f"[{i}].columns.ts", "missing or not an array")])
+        raise PayloadError(
+            f"item {i}: 'columns' must be an object with a 'ts' array",
+            [FieldError(f"[{i}].columns.ts", "missing or not an array")],
+        )
     raw_ts = cols["ts"]
     types = set(map(type, raw_ts))
     if types <= {int}:
@@ -409,8 +449,10 @@ def _json_columns(item: dict[str, Any], i: int) -> dict[str, tuple[npt.NDArray[n
         if key == "ts":
             continue
         if not isinstance(values, list):
-            raise PayloadError(f"item {i}: column '{key}' must be an array",
-                               [FieldError(f"[{i}].columns.{key}", "not an array")])
+            raise PayloadError(
+                f"item {i}: column '{key}' must be an array",
+                [FieldError(f"[{i}].columns.{key}", "not an array")],
+            )
         out[key] = (ts, values)
     return out
 
@@ -418,17 +460,20 @@ def _json_columns(item: dict[str, Any], i: int) -> dict[str, tuple[npt.NDArray[n
 def _indices(enc: pa.Array, name: str) -> npt.NDArray[np.int64]:
     if enc.null_count:
         first = int(np.argmax(~enc.is_valid().to_numpy(zero_copy_only=False)))
-        raise Rejected(f"'{name}' is null at row {first}", [FieldError(name, "null")],
-                       reason="malformed")
+        raise Rejected(
+            f"'{name}' is null at row {first}", [FieldError(name, "null")], reason="malformed"
+        )
     return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
 def _ts_column(ts: npt.ArrayLike, key: str) -> npt.NDArray[np.int64]:
     arr = np.asarray(ts)
     if arr.dtype.kind not in "iu":
-        raise Rejected(f"timestamps for '{key}' must be integers (epoch µs)",
-                       [FieldError(f"columns.{key}", "ts must be integers")],
-                       reason="bad_timestamp")
+        raise Rejected(
+            f"timestamps for '{key}' must be integers (epoch µs)",
+            [FieldError(f"columns.{key}", "ts must be integers")],
+            reason="bad_timestamp",
+        )
     return arr.astype(np.int64, copy=False)
 
 
@@ -436,8 +481,9 @@ def _arrow_ts(col: pa.ChunkedArray) -> npt.NDArray[np.int64]:
     """An Arrow ts column (int epoch ms/µs, or a timestamp type) as epoch µs."""
     if col.null_count:
         first = int(np.argmax(~col.is_valid().to_numpy(zero_copy_only=False)))
-        raise Rejected(f"'ts' is null at row {first}", [FieldError("ts", "null")],
-                       reason="bad_timestamp")
+        raise Rejected(
+            f"'ts' is null at row {first}", [FieldError("ts", "null")], reason="bad_timestamp"
+        )
     t = col.type
     if pa.types.is_timestamp(t):
         if t.tz is None and t.unit == "us":
@@ -445,12 +491,17 @@ def _arrow_ts(col: pa.ChunkedArray) -> npt.NDArray[np.int64]:
         return pc.cast(col, pa.timestamp("us", t.tz)).cast(pa.int64()).to_numpy()
     if pa.types.is_integer(t):
         return ms_array_to_us(col.to_numpy())
-    raise Rejected(f"'ts' must be epoch milliseconds (integer) or a timestamp, not {t}",
-                   [FieldError("ts", f"type {t}")], reason="bad_timestamp")
+    raise Rejected(
+        f"'ts' must be epoch milliseconds (integer) or a timestamp, not {t}",
+        [FieldError("ts", f"type {t}")],
+        reason="bad_timestamp",
+    )
 
 
-def _assemble(tenant: int, parts: list[tuple[PropertyBinding, npt.NDArray[np.int64], Checked]],
-              ) -> tuple[pa.Table, IngestResult]:
+def _assemble(
+    tenant: int,
+    parts: list[tuple[PropertyBinding, npt.NDArray[np.int64], Checked]],
+) -> tuple[pa.Table, IngestResult]:
     """Concatenate validated property columns into one SAMPLE_SCHEMA batch."""
     if not parts:
         return SAMPLE_SCHEMA.empty_table(), IngestResult(0)
@@ -458,21 +509,36 @@ def _assemble(tenant: int, parts: list[tuple[PropertyBinding, npt.NDArray[np.int
     series = np.concatenate([np.full(len(c), pb.series, dtype=np.int32) for pb, _, c in parts])
     ts = np.concatenate([t for _, t, _ in parts]) if len(parts) > 1 else parts[0][1]
     quality = np.concatenate([c.quality for _, _, c in parts])
-    values = [pa.array(c.value, type=pa.float64(), from_pandas=True) if c.value is not None
-              else pa.nulls(len(c), pa.float64()) for _, _, c in parts]
-    texts = [c.text if c.text is not None else pa.nulls(len(c), pa.string())
-             for _, _, c in parts]
+    values = [
+        pa.array(c.value, type=pa.float64(), from_pandas=True)
+        if c.value is not None
+        else pa.nulls(len(c), pa.float64())
+        for _, _, c in parts
+    ]
+    texts = [c.text if c.text is not None else pa.nulls(len(c), pa.string()) for _, _, c in parts]
     value = values[0] if len(values) == 1 else pa.concat_arrays(values)
     text = texts[0] if len(texts) == 1 else pa.concat_arrays(texts)
     batch = pa.Table.from_arrays(
-        [pa.array(np.full(n, tenant, dtype=np.int32)), pa.array(series),
-         pa.array(ts.astype(np.int64, copy=False)), value, text,
-         pa.array(quality.astype(np.uint8, copy=False))],
+        [
+            pa.array(np.full(n, tenant, dtype=np.int32)),
+            pa.array(series),
+            pa.array(ts.astype(np.int64, copy=False)),
+            value,
+            text,
+            pa.array(quality.astype(np.uint8, copy=False)),
+        ],
         schema=SAMPLE_SCHEMA,
     )
     out = sum(c.out_of_range for _, _, c in parts)
     return batch, IngestResult(n, out)
 
 
-__all__ = ["ATTRIBUTES_TOPIC", "SAMPLES_TOPIC", "IngestResult", "IngestService", "Rejected",
-           "TenantStats", "TooManyPoints"]
+__all__ = [
+    "ATTRIBUTES_TOPIC",
+    "SAMPLES_TOPIC",
+    "IngestResult",
+    "IngestService",
+    "Rejected",
+    "TenantStats",
+    "TooManyPoints",
+]

@@ -24,8 +24,12 @@ from yugong.platform.registry.bindings import PropertyBinding
 Where = Callable[[int], str]  # index in the column -> "index 3" / "item 2" / ""
 
 _KIND_WORDS = {
-    "number": "a number", "integer": "an integer", "bool": "true/false (or 0/1)",
-    "enum": "one of the enum keys", "date": "epoch milliseconds", "text": "a string",
+    "number": "a number",
+    "integer": "an integer",
+    "bool": "true/false (or 0/1)",
+    "enum": "one of the enum keys",
+    "date": "epoch milliseconds",
+    "text": "a string",
     "json": "a JSON object or array",
 }
 
@@ -75,8 +79,10 @@ def _type_word(value: Any) -> str:
 
 
 def check_column(
-    prop: PropertyBinding, values: Sequence[Any] | npt.NDArray[Any] | pa.Array | pa.ChunkedArray,
-    device: str, where: Where = index_where,
+    prop: PropertyBinding,
+    values: Sequence[Any] | npt.NDArray[Any] | pa.Array | pa.ChunkedArray,
+    device: str,
+    where: Where = index_where,
 ) -> Checked:
     """Validate and convert one property's values; raises :class:`Rejected`."""
     if isinstance(values, pa.ChunkedArray):
@@ -92,6 +98,7 @@ def check_column(
 
 # Lists (decoded JSON) ------------------------------------------------------------------------
 
+
 def _first(values: list[Any], bad: set[type]) -> int:
     return next(i for i, v in enumerate(values) if type(v) in bad)
 
@@ -105,18 +112,27 @@ def _check_list(prop: PropertyBinding, values: list[Any], device: str, where: Wh
         bad = types - allowed
         if bad:
             i = _first(values, bad)
-            raise reject("wrong_type", device, prop.identifier,
-                         f"expected {_KIND_WORDS[kind]}, got {_type_word(values[i])}", where(i))
+            raise reject(
+                "wrong_type",
+                device,
+                prop.identifier,
+                f"expected {_KIND_WORDS[kind]}, got {_type_word(values[i])}",
+                where(i),
+            )
         if kind == "json" and types - {str}:
-            values = [orjson.dumps(v).decode() if isinstance(v, dict | list) else v
-                      for v in values]
+            values = [orjson.dumps(v).decode() if isinstance(v, dict | list) else v for v in values]
         return _check_text(prop, pa.array(values, type=pa.string()), device, where)
     numeric: set[type] = {int, float, bool} if kind == "bool" else {int, float}
     bad = types - numeric
     if bad:
         i = _first(values, bad)
-        raise reject("wrong_type", device, prop.identifier,
-                     f"expected {_KIND_WORDS[kind]}, got {_type_word(values[i])}", where(i))
+        raise reject(
+            "wrong_type",
+            device,
+            prop.identifier,
+            f"expected {_KIND_WORDS[kind]}, got {_type_word(values[i])}",
+            where(i),
+        )
     try:
         arr = np.array(values, dtype=np.float64)  # None -> NaN, True -> 1.0
     except OverflowError:
@@ -126,39 +142,71 @@ def _check_list(prop: PropertyBinding, values: list[Any], device: str, where: Wh
 
 # Numbers ------------------------------------------------------------------------------------
 
-def _check_numeric(prop: PropertyBinding, arr: npt.NDArray[Any], device: str, where: Where,
-                   *, bools: bool | None = None) -> Checked:
+
+def _check_numeric(
+    prop: PropertyBinding,
+    arr: npt.NDArray[Any],
+    device: str,
+    where: Where,
+    *,
+    bools: bool | None = None,
+) -> Checked:
     kind = prop.kind
     if bools is None:
         bools = arr.dtype.kind == "b"
     if kind in ("text", "json"):
         i = 0 if not len(arr) else int(np.argmax(~np.isnan(arr.astype(np.float64))))
-        raise reject("wrong_type", device, prop.identifier,
-                     f"expected {_KIND_WORDS[kind]}, got a number", where(i))
+        raise reject(
+            "wrong_type",
+            device,
+            prop.identifier,
+            f"expected {_KIND_WORDS[kind]}, got a number",
+            where(i),
+        )
     if bools and kind != "bool":
-        raise reject("wrong_type", device, prop.identifier,
-                     f"expected {_KIND_WORDS[kind]}, got a boolean", where(0))
+        raise reject(
+            "wrong_type",
+            device,
+            prop.identifier,
+            f"expected {_KIND_WORDS[kind]}, got a boolean",
+            where(0),
+        )
     v = arr.astype(np.float64, copy=False)
     valid = ~np.isnan(v)
     if kind == "bool":
         bad = valid & (v != 0.0) & (v != 1.0)
         if bad.any():
             i = int(np.argmax(bad))
-            raise reject("wrong_type", device, prop.identifier,
-                         f"expected true/false (or 0/1), got {v[i]:g}", where(i))
+            raise reject(
+                "wrong_type",
+                device,
+                prop.identifier,
+                f"expected true/false (or 0/1), got {v[i]:g}",
+                where(i),
+            )
     elif kind in ("integer", "enum"):
         bad = valid & (v != np.floor(v))
         if bad.any():
             i = int(np.argmax(bad))
-            raise reject("not_integer", device, prop.identifier,
-                         f"expected an integer, got {float(v[i])!r}", where(i))
+            raise reject(
+                "not_integer",
+                device,
+                prop.identifier,
+                f"expected an integer, got {float(v[i])!r}",
+                where(i),
+            )
         if kind == "enum" and prop.enum_values is not None:
             bad = valid & ~np.isin(v, np.fromiter(prop.enum_values, np.float64))
             if bad.any():
                 i = int(np.argmax(bad))
                 keys = ", ".join(str(k) for k in sorted(prop.enum_values))
-                raise reject("not_in_enum", device, prop.identifier,
-                             f"{int(v[i])} is not one of the enum keys ({keys})", where(i))
+                raise reject(
+                    "not_in_enum",
+                    device,
+                    prop.identifier,
+                    f"{int(v[i])} is not one of the enum keys ({keys})",
+                    where(i),
+                )
     quality = np.where(valid, np.uint8(Quality.GOOD), np.uint8(Quality.BAD)).astype(np.uint8)
     out = 0
     if prop.min is not None or prop.max is not None:
@@ -175,6 +223,7 @@ def _check_numeric(prop: PropertyBinding, arr: npt.NDArray[Any], device: str, wh
 
 # Arrow --------------------------------------------------------------------------------------
 
+
 def _check_arrow(prop: PropertyBinding, arr: pa.Array, device: str, where: Where) -> Checked:
     t = arr.type
     if pa.types.is_dictionary(t):
@@ -184,8 +233,13 @@ def _check_arrow(prop: PropertyBinding, arr: pa.Array, device: str, where: Where
         if prop.kind not in ("text", "json"):
             valid = arr.is_valid().to_numpy(zero_copy_only=False)
             i = int(np.argmax(valid)) if valid.any() else 0
-            raise reject("wrong_type", device, prop.identifier,
-                         f"expected {_KIND_WORDS[prop.kind]}, got a string", where(i))
+            raise reject(
+                "wrong_type",
+                device,
+                prop.identifier,
+                f"expected {_KIND_WORDS[prop.kind]}, got a string",
+                where(i),
+            )
         return _check_text(prop, arr.cast(pa.string()), device, where)
     if pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t):
         v = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
@@ -193,11 +247,16 @@ def _check_arrow(prop: PropertyBinding, arr: pa.Array, device: str, where: Where
     if pa.types.is_null(t):
         n = len(arr)
         return Checked(np.full(n, np.nan), None, np.full(n, Quality.BAD, np.uint8), 0)
-    raise reject("wrong_type", device, prop.identifier,
-                 f"expected {_KIND_WORDS[prop.kind]}, got a column of type {t}")
+    raise reject(
+        "wrong_type",
+        device,
+        prop.identifier,
+        f"expected {_KIND_WORDS[prop.kind]}, got a column of type {t}",
+    )
 
 
 # Text ---------------------------------------------------------------------------------------
+
 
 def _check_text(prop: PropertyBinding, arr: pa.Array, device: str, where: Where) -> Checked:
     valid = arr.is_valid().to_numpy(zero_copy_only=False)
@@ -206,9 +265,13 @@ def _check_text(prop: PropertyBinding, arr: pa.Array, device: str, where: Where)
         bad = lengths > prop.max_length
         if bad.any():
             i = int(np.argmax(bad))
-            raise reject("too_long", device, prop.identifier,
-                         f"{int(lengths[i])} characters, at most {prop.max_length} allowed",
-                         where(i))
+            raise reject(
+                "too_long",
+                device,
+                prop.identifier,
+                f"{int(lengths[i])} characters, at most {prop.max_length} allowed",
+                where(i),
+            )
     if prop.kind == "json" and len(arr):
         for i, s in enumerate(arr.to_pylist()):
             if s is None:
@@ -216,7 +279,8 @@ def _check_text(prop: PropertyBinding, arr: pa.Array, device: str, where: Where)
             try:
                 orjson.loads(s)
             except orjson.JSONDecodeError:
-                raise reject("wrong_type", device, prop.identifier,
-                             "expected JSON text", where(i)) from None
+                raise reject(
+                    "wrong_type", device, prop.identifier, "expected JSON text", where(i)
+                ) from None
     quality = np.where(valid, np.uint8(Quality.GOOD), np.uint8(Quality.BAD)).astype(np.uint8)
     return Checked(None, arr, quality, 0)

@@ -60,8 +60,7 @@ class BatchedWriter:
         max_queue_rows: int = 5_000_000,
     ) -> None:
         if batch_rows < 1 or flush_ms < 1 or max_queue_rows < batch_rows:
-            raise ValueError("need batch_rows >= 1, flush_ms >= 1 and max_queue_rows >= "
-                             "batch_rows")
+            raise ValueError("need batch_rows >= 1, flush_ms >= 1 and max_queue_rows >= batch_rows")
         self.store = store
         self.batch_rows = batch_rows
         self.flush_s = flush_ms / 1000
@@ -116,8 +115,9 @@ class BatchedWriter:
         """Queue a batch or raise :class:`Unavailable` when the queue is full."""
         table = self._prepare(table)
         if table.num_rows and not self._put(table):
-            raise Unavailable(f"ingest is overloaded: {self._queued} rows waiting to be "
-                              "written; retry shortly")
+            raise Unavailable(
+                f"ingest is overloaded: {self._queued} rows waiting to be written; retry shortly"
+            )
 
     async def submit(self, table: pa.Table) -> None:
         """Queue a batch, waiting while the queue is full."""
@@ -160,9 +160,13 @@ class BatchedWriter:
     def stats(self) -> WriterStats:
         with self._cond:
             return WriterStats(
-                submitted_rows=self._submitted, written_rows=self._written,
-                failed_rows=self._failed_rows, failed_batches=self._failed_batches,
-                retries=self._retries, queued_rows=self._queued, batches=self._batches,
+                submitted_rows=self._submitted,
+                written_rows=self._written,
+                failed_rows=self._failed_rows,
+                failed_batches=self._failed_batches,
+                retries=self._retries,
+                queued_rows=self._queued,
+                batches=self._batches,
                 last_error=self._last_error,
             )
 
@@ -216,14 +220,19 @@ class BatchedWriter:
                     if attempt == 1:
                         self._retries += 1
                 if attempt == 1:
-                    log.warning("time-series write of %d rows failed, retrying once: %s",
-                                rows, reason)
+                    log.warning(
+                        "time-series write of %d rows failed, retrying once: %s", rows, reason
+                    )
                     continue
                 with self._cond:
                     self._failed_rows += rows
                     self._failed_batches += 1
-                log.error("time-series write of %d rows failed twice; %d rows lost so far: %s",
-                          rows, self._failed_rows, reason)
+                log.error(
+                    "time-series write of %d rows failed twice; %d rows lost so far: %s",
+                    rows,
+                    self._failed_rows,
+                    reason,
+                )
                 return
             with self._cond:
                 self._written += rows
