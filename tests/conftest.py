@@ -13,7 +13,8 @@ import pytest
 PG_HOST = os.environ.get("YUGONG_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("YUGONG_TEST_PG_PORT", "5432"))
 PG_ADMIN_URL = os.environ.get(
-    "YUGONG_TEST_PG_URL", f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test")
+    "YUGONG_TEST_PG_URL", f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
+)
 MOSQUITTO_HOST = os.environ.get("YUGONG_TEST_MQTT_HOST", "127.0.0.1")
 MOSQUITTO_PORT = int(os.environ.get("YUGONG_TEST_MQTT_PORT", "1883"))
 

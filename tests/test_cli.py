@@ -20,8 +20,10 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_admin_commands(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["db", "upgrade"]) == 0
-    assert main(["tenant", "create", "Henan Steel", "--industry", "process",
-                 "--retention-days", "90"]) == 0
+    assert (
+        main(["tenant", "create", "Henan Steel", "--industry", "process", "--retention-days", "90"])
+        == 0
+    )
     assert main(["tenant", "list"]) == 0
     out = capsys.readouterr().out
     assert "henan-steel" in out and "process" in out and "90" in out
@@ -29,8 +31,10 @@ def test_admin_commands(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> N
     model = data_dir / "sensor.json"
     model.write_text(json.dumps(SENSOR_TSL, ensure_ascii=False), encoding="utf-8")
     assert main(["product", "import", str(model), "--tenant", "henan-steel"]) == 0
-    assert main(["device", "create", "furnace-1", "--tenant", "henan-steel",
-                 "--product", "sensor"]) == 0
+    assert (
+        main(["device", "create", "furnace-1", "--tenant", "henan-steel", "--product", "sensor"])
+        == 0
+    )
     out = capsys.readouterr().out
     token = out.split("access token (shown once): ")[1].strip()
     assert len(token) >= 20
@@ -40,8 +44,22 @@ def test_admin_commands(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> N
     new_token = capsys.readouterr().out.split("(shown once): ")[1].strip()
     assert new_token != token
 
-    assert main(["user", "create", "lihua", "--tenant", "henan-steel", "--role", "engineer",
-                 "--password", "Strong-Pass-4812"]) == 0
+    assert (
+        main(
+            [
+                "user",
+                "create",
+                "lihua",
+                "--tenant",
+                "henan-steel",
+                "--role",
+                "engineer",
+                "--password",
+                "Strong-Pass-4812",
+            ]
+        )
+        == 0
+    )
     assert main(["user", "list", "--tenant", "henan-steel"]) == 0
     assert "lihua" in capsys.readouterr().out
     assert main(["user", "set-password", "lihua", "--password", "Another-Pass-9321"]) == 0
@@ -53,18 +71,32 @@ def test_errors_are_named_not_traced(data_dir: Path, capsys: pytest.CaptureFixtu
     assert main(["user", "create", "weak", "--role", "viewer", "--password", "short"]) == 2
     assert "tenant" in capsys.readouterr().err
     bad = data_dir / "bad.json"
-    bad.write_text(json.dumps({"properties": [{"identifier": "x", "name": "X", "dataType": {
-        "type": "float", "specs": {"min": "5", "max": "1"}}}]}))
+    bad.write_text(
+        json.dumps(
+            {
+                "properties": [
+                    {
+                        "identifier": "x",
+                        "name": "X",
+                        "dataType": {"type": "float", "specs": {"min": "5", "max": "1"}},
+                    }
+                ]
+            }
+        )
+    )
     main(["tenant", "create", "T"])
-    assert main(["user", "create", "weak", "--role", "viewer", "--tenant", "t",
-                 "--password", "short"]) == 2
+    assert (
+        main(["user", "create", "weak", "--role", "viewer", "--tenant", "t", "--password", "short"])
+        == 2
+    )
     assert "password" in capsys.readouterr().err
     assert main(["product", "import", str(bad), "--tenant", "t", "--key", "k"]) == 2
     assert "min" in capsys.readouterr().err
 
 
-def test_config_commands(data_dir: Path, capsys: pytest.CaptureFixture[str],
-                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_commands(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("YUGONG_SECRET_KEY", "s" * 40)
     assert main(["config", "show"]) == 0
     shown = json.loads(capsys.readouterr().out)

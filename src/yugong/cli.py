@@ -34,6 +34,7 @@ def _print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None
 
 # server, demo -------------------------------------------------------------------------------
 
+
 def cmd_server(args: argparse.Namespace, settings: Settings) -> int:
     from yugong.server import configure_logging, serve
 
@@ -56,11 +57,15 @@ def _announce(settings: Settings, platform: Any) -> None:
         print(f"  MQTT (external):    {settings.mqtt_url.split('@')[-1]}")
     password_file = settings.data_dir / "initial-admin-password"
     if platform.generated_admin_password:
-        print(f"  Login: {settings.admin_username} / {platform.generated_admin_password}"
-              f"   (generated at first start; kept in {password_file})")
+        print(
+            f"  Login: {settings.admin_username} / {platform.generated_admin_password}"
+            f"   (generated at first start; kept in {password_file})"
+        )
     elif password_file.exists():
-        print(f"  Login: {settings.admin_username} / {password_file.read_text().strip()}"
-              f"   (the first password, from {password_file}, unless changed since)")
+        print(
+            f"  Login: {settings.admin_username} / {password_file.read_text().strip()}"
+            f"   (the first password, from {password_file}, unless changed since)"
+        )
     else:
         print(f"  Login: {settings.admin_username} (password as set earlier)")
     sys.stdout.flush()
@@ -83,8 +88,8 @@ def _free_port(host: str) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from yugong.apps.demo.provision import provision_demo
     from yugong.apps.demo.plant import run_plant
+    from yugong.apps.demo.provision import provision_demo
     from yugong.server import configure_logging, serve
 
     configure_logging(args.log_level)
@@ -101,8 +106,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     async def after_start(platform: Any) -> None:
         devices = await asyncio.to_thread(provision_demo, platform, machines=args.machines)
         _announce(settings, platform)
-        print(f"  Demo tenant: 'Demo Plant' with {len(devices)} simulated machines "
-              "(device tokens below; each publishes once a second)")
+        print(
+            f"  Demo tenant: 'Demo Plant' with {len(devices)} simulated machines "
+            "(device tokens below; each publishes once a second)"
+        )
         for d in devices[:5]:
             print(f"    {d.name:<16} {d.product:<15} token {d.token}")
         if len(devices) > 5:
@@ -117,6 +124,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # db, config, bench --------------------------------------------------------------------------
+
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from yugong.infra.migrate import upgrade
@@ -144,7 +152,10 @@ def cmd_config_docs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _benchmarks_dir() -> Path:
-    for candidate in (Path.cwd() / "benchmarks", Path(__file__).resolve().parents[2] / "benchmarks"):
+    for candidate in (
+        Path.cwd() / "benchmarks",
+        Path(__file__).resolve().parents[2] / "benchmarks",
+    ):
         if candidate.is_dir():
             return candidate
     raise YugongError("benchmarks/ not found: run `yugong bench` from a source checkout")
@@ -161,13 +172,15 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
             failed += 1
             continue
         print(f"# {name}", flush=True)
-        failed += subprocess.call([sys.executable, str(script)], env=os.environ) != 0
+        # Our own benchmark scripts, run with this interpreter.
+        failed += subprocess.call([sys.executable, str(script)], env=os.environ) != 0  # noqa: S603
     return 1 if failed else 0
 
 
 # tenants, users, devices --------------------------------------------------------------------
 # These act as the platform itself (no login): they are for the operator at the console of
 # the machine, who already holds the database.
+
 
 def _open(settings: Settings) -> Any:
     from yugong.cli_admin import AdminContext
@@ -177,8 +190,7 @@ def _open(settings: Settings) -> Any:
 
 def cmd_tenant_create(args: argparse.Namespace, settings: Settings) -> int:
     with _open(settings) as ctx:
-        t = ctx.create_tenant(args.name, industry=args.industry,
-                              retention_days=args.retention_days)
+        t = ctx.create_tenant(args.name, industry=args.industry, retention_days=args.retention_days)
     print(f"tenant {t['id']} created: {t['name']}")
     return 0
 
@@ -217,8 +229,10 @@ def cmd_product_import(args: argparse.Namespace, settings: Settings) -> int:
     document = json.loads(Path(args.file).read_text(encoding="utf-8"))
     with _open(settings) as ctx:
         product, created = ctx.import_product(args.tenant, document, key=args.key, name=args.name)
-    print(f"product {product['id']} {'created' if created else 'updated'}: {product['key']} "
-          f"(model version {product['version']})")
+    print(
+        f"product {product['id']} {'created' if created else 'updated'}: {product['key']} "
+        f"(model version {product['version']})"
+    )
     return 0
 
 
@@ -231,8 +245,9 @@ def cmd_device_create(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_device_list(args: argparse.Namespace, settings: Settings) -> int:
     with _open(settings) as ctx:
-        _print_table(ctx.list_devices(args.tenant),
-                     ["id", "name", "product", "online", "last_seen_at"])
+        _print_table(
+            ctx.list_devices(args.tenant), ["id", "name", "product", "online", "last_seen_at"]
+        )
     return 0
 
 
@@ -245,6 +260,7 @@ def cmd_device_token(args: argparse.Namespace, settings: Settings) -> int:
 
 # parser -------------------------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="yugong", description="Yugong industrial internet platform")
     p.add_argument("--version", action="version", version=f"yugong {__version__}")
@@ -256,8 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(handler=handler)
         return sp
 
-    for name, handler, help_ in (("server", cmd_server, "run the platform"),
-                                 ("demo", cmd_demo, "run the platform with a simulated plant")):
+    for name, handler, help_ in (
+        ("server", cmd_server, "run the platform"),
+        ("demo", cmd_demo, "run the platform with a simulated plant"),
+    ):
         sp = add(sub, name, handler, help_)
         sp.add_argument("--host", help="HTTP listen address")
         sp.add_argument("--port", type=int, help="HTTP listen port")

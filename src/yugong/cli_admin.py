@@ -16,7 +16,6 @@ from yugong.platform.registry import Registry
 from yugong.security.principal import SYSTEM
 from yugong.security.service import Security
 
-
 PAGE = 500
 T = TypeVar("T")
 
@@ -42,8 +41,9 @@ class AdminContext:
     def __enter__(self) -> AdminContext:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.db.dispose()
 
     def tenant_id(self, ref: str | int | None) -> int | None:
@@ -59,27 +59,44 @@ class AdminContext:
         raise NotFound(f"tenant {text!r} not found (give its id or slug)")
 
     def _all_tenants(self) -> list[Any]:
-        return _all(lambda offset: list(self.registry.tenants.list(SYSTEM, offset=offset,
-                                                                   limit=PAGE)))
+        return _all(
+            lambda offset: list(self.registry.tenants.list(SYSTEM, offset=offset, limit=PAGE))
+        )
 
-    def create_tenant(self, name: str, *, industry: str | None,
-                      retention_days: int | None) -> dict[str, Any]:
-        return asdict(self.registry.tenants.create(SYSTEM, name=name, industry=industry,
-                                                   retention_days=retention_days))
+    def create_tenant(
+        self, name: str, *, industry: str | None, retention_days: int | None
+    ) -> dict[str, Any]:
+        return asdict(
+            self.registry.tenants.create(
+                SYSTEM, name=name, industry=industry, retention_days=retention_days
+            )
+        )
 
     def list_tenants(self) -> list[dict[str, Any]]:
         return [asdict(t) for t in self._all_tenants()]
 
-    def create_user(self, username: str, password: str, *, role: str,
-                    tenant: str | None) -> dict[str, Any]:
-        info = self.security.users.create(SYSTEM, username=username, password=password,
-                                          role=role, tenant_id=self.tenant_id(tenant))
+    def create_user(
+        self, username: str, password: str, *, role: str, tenant: str | None
+    ) -> dict[str, Any]:
+        info = self.security.users.create(
+            SYSTEM,
+            username=username,
+            password=password,
+            role=role,
+            tenant_id=self.tenant_id(tenant),
+        )
         return asdict(info)
 
     def list_users(self, tenant: str | None) -> list[dict[str, Any]]:
         tenant_id = self.tenant_id(tenant)
-        return [asdict(u) for u in _all(lambda offset: self.security.users.list(
-            SYSTEM, tenant_id=tenant_id, offset=offset, limit=PAGE))]
+        return [
+            asdict(u)
+            for u in _all(
+                lambda offset: self.security.users.list(
+                    SYSTEM, tenant_id=tenant_id, offset=offset, limit=PAGE
+                )
+            )
+        ]
 
     def set_password(self, username: str, password: str) -> None:
         users = _all(lambda offset: self.security.users.list(SYSTEM, offset=offset, limit=PAGE))
@@ -89,31 +106,43 @@ class AdminContext:
                 return
         raise NotFound(f"user {username!r} not found")
 
-    def import_product(self, tenant: str, document: dict[str, Any], *, key: str | None,
-                       name: str | None) -> tuple[dict[str, Any], bool]:
+    def import_product(
+        self, tenant: str, document: dict[str, Any], *, key: str | None, name: str | None
+    ) -> tuple[dict[str, Any], bool]:
         product, created = self.registry.products.import_tsl(
-            SYSTEM, document, key=key, name=name, tenant_id=self.tenant_id(tenant))
+            SYSTEM, document, key=key, name=name, tenant_id=self.tenant_id(tenant)
+        )
         return asdict(product), created
 
-    def create_device(self, tenant: str, name: str, product_key: str) -> tuple[dict[str, Any],
-                                                                               str]:
+    def create_device(self, tenant: str, name: str, product_key: str) -> tuple[dict[str, Any], str]:
         tenant_id = self.tenant_id(tenant)
-        product = next((p for p in self.registry.products.list(SYSTEM, tenant_id=tenant_id,
-                                                               limit=PAGE)
-                        if p.key == product_key), None)
+        product = next(
+            (
+                p
+                for p in self.registry.products.list(SYSTEM, tenant_id=tenant_id, limit=PAGE)
+                if p.key == product_key
+            ),
+            None,
+        )
         if product is None:
             raise NotFound(f"product {product_key!r} not found in tenant {tenant}")
-        creds = self.registry.devices.create(SYSTEM, name=name, product_id=product.id,
-                                             tenant_id=tenant_id)
+        creds = self.registry.devices.create(
+            SYSTEM, name=name, product_id=product.id, tenant_id=tenant_id
+        )
         return asdict(creds.device), creds.token
 
     def list_devices(self, tenant: str) -> list[dict[str, Any]]:
         tenant_id = self.tenant_id(tenant)
-        products = {p.id: p.key for p in self.registry.products.list(SYSTEM, tenant_id=tenant_id,
-                                                                     limit=PAGE)}
+        products = {
+            p.id: p.key
+            for p in self.registry.products.list(SYSTEM, tenant_id=tenant_id, limit=PAGE)
+        }
         rows = []
-        for d in _all(lambda offset: list(self.registry.devices.list(
-                SYSTEM, tenant_id=tenant_id, offset=offset, limit=PAGE))):
+        for d in _all(
+            lambda offset: list(
+                self.registry.devices.list(SYSTEM, tenant_id=tenant_id, offset=offset, limit=PAGE)
+            )
+        ):
             row = asdict(d)
             row["product"] = products.get(d.product_id, d.product_id)
             rows.append(row)
@@ -121,6 +150,9 @@ class AdminContext:
 
     def rotate_token(self, tenant: str, device: str) -> str:
         tenant_id = self.tenant_id(tenant)
-        device_id = (int(device) if device.isdigit() else
-                     self.registry.devices.get_by_name(SYSTEM, device, tenant_id=tenant_id).id)
+        device_id = (
+            int(device)
+            if device.isdigit()
+            else self.registry.devices.get_by_name(SYSTEM, device, tenant_id=tenant_id).id
+        )
         return self.registry.devices.rotate_token(SYSTEM, device_id, tenant_id=tenant_id)

@@ -28,8 +28,14 @@ def configure_logging(level: str = "INFO") -> None:
 async def serve(settings: Settings, after_start: AfterStart | None = None) -> None:
     platform = Platform(settings)
     app = create_app(settings, platform)
-    config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
-                            log_config=None, lifespan="on", access_log=False)
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        lifespan="on",
+        access_log=False,
+    )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
@@ -38,8 +44,9 @@ async def serve(settings: Settings, after_start: AfterStart | None = None) -> No
         try:
             await serving
         except SystemExit as exc:
-            raise SystemExit(f"yugong: the server could not start (status {exc.code}); "
-                             "see the log above") from None
+            raise SystemExit(
+                f"yugong: the server could not start (status {exc.code}); see the log above"
+            ) from None
         raise SystemExit(1)
     job: asyncio.Task[None] | None = None
     if after_start is not None:
@@ -68,9 +75,14 @@ class BackgroundServer:
 
     def __enter__(self) -> BackgroundServer:
         self.app = create_app(self.settings, self.platform)
-        config = uvicorn.Config(self.app,
-                                host=self.settings.http_host, port=self.settings.http_port,
-                                log_config=None, lifespan="on", access_log=False)
+        config = uvicorn.Config(
+            self.app,
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            log_config=None,
+            lifespan="on",
+            access_log=False,
+        )
         self._server = uvicorn.Server(config)
         # uvicorn installs no signal handlers outside the main thread.
 

@@ -24,8 +24,10 @@ def test_postgres_url_moves_both_stores() -> None:
     s = Settings(database_url="postgresql://u@db/yg")
     assert s.registry_url == "postgresql+psycopg://u@db/yg"
     assert s.store_url == "postgresql://u@db/yg"
-    assert Settings(database_url="postgresql://u@db/yg",
-                    timeseries_url="duckdb:///x.duckdb").store_url == "duckdb:///x.duckdb"
+    assert (
+        Settings(database_url="postgresql://u@db/yg", timeseries_url="duckdb:///x.duckdb").store_url
+        == "duckdb:///x.duckdb"
+    )
 
 
 def test_env_and_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,4 +63,6 @@ def test_signing_key_is_generated_once_per_data_dir(tmp_path: Path) -> None:
 
 def test_configuration_reference_is_current() -> None:
     doc = (ROOT / "docs" / "configuration.md").read_text()
-    assert doc == configuration_markdown(), "regenerate with: yugong config docs > docs/configuration.md"
+    assert doc == configuration_markdown(), (
+        "regenerate with: yugong config docs > docs/configuration.md"
+    )

@@ -22,16 +22,36 @@ SENSOR_TSL: dict[str, Any] = {
     "schema": "https://iotx-tsl.oss-ap-southeast-1.aliyuncs.com/schema.json",
     "profile": {"productKey": "sensor"},
     "properties": [
-        {"identifier": "temperature", "name": "温度", "accessMode": "r",
-         "dataType": {"type": "float", "specs": {"min": "-40", "max": "125", "unit": "°C"}}},
-        {"identifier": "running", "name": "运行", "accessMode": "r",
-         "dataType": {"type": "bool", "specs": {"0": "off", "1": "on"}}},
-        {"identifier": "mode", "name": "模式", "accessMode": "rw",
-         "dataType": {"type": "enum", "specs": {"0": "auto", "1": "manual"}}},
-        {"identifier": "count", "name": "计数", "accessMode": "r",
-         "dataType": {"type": "int", "specs": {"min": "0", "max": "1000000", "step": "1"}}},
-        {"identifier": "label", "name": "标签", "accessMode": "r",
-         "dataType": {"type": "text", "specs": {"length": "64"}}},
+        {
+            "identifier": "temperature",
+            "name": "温度",
+            "accessMode": "r",
+            "dataType": {"type": "float", "specs": {"min": "-40", "max": "125", "unit": "°C"}},
+        },
+        {
+            "identifier": "running",
+            "name": "运行",
+            "accessMode": "r",
+            "dataType": {"type": "bool", "specs": {"0": "off", "1": "on"}},
+        },
+        {
+            "identifier": "mode",
+            "name": "模式",
+            "accessMode": "rw",
+            "dataType": {"type": "enum", "specs": {"0": "auto", "1": "manual"}},
+        },
+        {
+            "identifier": "count",
+            "name": "计数",
+            "accessMode": "r",
+            "dataType": {"type": "int", "specs": {"min": "0", "max": "1000000", "step": "1"}},
+        },
+        {
+            "identifier": "label",
+            "name": "标签",
+            "accessMode": "r",
+            "dataType": {"type": "text", "specs": {"length": "64"}},
+        },
     ],
     "events": [],
     "services": [],
@@ -39,9 +59,16 @@ SENSOR_TSL: dict[str, Any] = {
 
 
 def make_settings(data_dir: Path, database_url: str | None = None, **kw: Any) -> Settings:
-    return Settings(data_dir=data_dir, database_url=database_url, admin_password=ADMIN_PASSWORD,
-                    http_port=free_port(), mqtt_port=free_port(), ingest_flush_ms=20,
-                    secret_key="k" * 40, **kw)
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        admin_password=ADMIN_PASSWORD,
+        http_port=free_port(),
+        mqtt_port=free_port(),
+        ingest_flush_ms=20,
+        secret_key="k" * 40,
+        **kw,
+    )
 
 
 @dataclass
@@ -59,19 +86,27 @@ class Api:
     def __init__(self, client: httpx.Client | Any) -> None:
         self.client = client
 
-    def call(self, method: str, path: str, headers: dict[str, str] | None = None,
-             expect: int | tuple[int, ...] = 200, **kw: Any) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        expect: int | tuple[int, ...] = 200,
+        **kw: Any,
+    ) -> Any:
         r = self.client.request(method, path, headers=headers, **kw)
         wanted = (expect,) if isinstance(expect, int) else expect
         assert r.status_code in wanted, f"{method} {path}: {r.status_code} {r.text}"
-        if r.headers.get("content-type", "").startswith(("application/json",
-                                                          "application/problem+json")):
+        if r.headers.get("content-type", "").startswith(
+            ("application/json", "application/problem+json")
+        ):
             return r.json()
         return r
 
     def login(self, username: str, password: str) -> dict[str, str]:
-        body = self.call("POST", "/api/v1/auth/login",
-                         json={"username": username, "password": password})
+        body = self.call(
+            "POST", "/api/v1/auth/login", json={"username": username, "password": password}
+        )
         return {"Authorization": f"Bearer {body['access_token']}"}
 
     def admin(self) -> dict[str, str]:
@@ -79,14 +114,29 @@ class Api:
 
     def setup_tenant(self, admin: dict[str, str], name: str) -> TenantWorld:
         tenant = self.call("POST", "/api/v1/tenants", admin, 201, json={"name": name})
-        self.call("POST", "/api/v1/users", admin, 201, json={
-            "username": f"{tenant['slug']}-admin", "password": USER_PASSWORD,
-            "role": "tenant_admin", "tenant_id": tenant["id"]})
+        self.call(
+            "POST",
+            "/api/v1/users",
+            admin,
+            201,
+            json={
+                "username": f"{tenant['slug']}-admin",
+                "password": USER_PASSWORD,
+                "role": "tenant_admin",
+                "tenant_id": tenant["id"],
+            },
+        )
         h = self.login(f"{tenant['slug']}-admin", USER_PASSWORD)
-        product = self.call("POST", "/api/v1/products/import", h, 201,
-                            params={"name": "Sensor"}, json=SENSOR_TSL)
-        device = self.call("POST", "/api/v1/devices", h, 201,
-                           json={"name": f"{tenant['slug']}-dev-1", "product_id": product["id"]})
+        product = self.call(
+            "POST", "/api/v1/products/import", h, 201, params={"name": "Sensor"}, json=SENSOR_TSL
+        )
+        device = self.call(
+            "POST",
+            "/api/v1/devices",
+            h,
+            201,
+            json={"name": f"{tenant['slug']}-dev-1", "product_id": product["id"]},
+        )
         return TenantWorld(tenant["id"], h, product["id"], device["id"], device["token"])
 
     def wait_for(self, check: Callable[[], Any], timeout: float = 15.0) -> Any:
@@ -101,8 +151,9 @@ class Api:
 
     def latest(self, world: TenantWorld, keys: str | None = None) -> dict[str, Any]:
         params = {"keys": keys} if keys else None
-        body = self.call("GET", f"/api/v1/devices/{world.device_id}/latest", world.headers,
-                         params=params)
+        body = self.call(
+            "GET", f"/api/v1/devices/{world.device_id}/latest", world.headers, params=params
+        )
         return {v["property"]: v for v in body["values"]}
 
 

@@ -45,16 +45,25 @@ def two_tenants(tmp_path_factory: pytest.TempPathFactory) -> Any:
         a = api.setup_tenant(admin, "Tenant A")
         b = api.setup_tenant(admin, "Tenant B")
         for w in (a, b):
-            api.call("POST", f"/api/v1/{w.token}/telemetry",
-                     json={"ts": T0, "values": {"temperature": 10.0 + w.tenant_id}})
-        b_asset = api.call("POST", "/api/v1/assets", b.headers, 201,
-                           json={"name": "B site", "kind": "site"})
+            api.call(
+                "POST",
+                f"/api/v1/{w.token}/telemetry",
+                json={"ts": T0, "values": {"temperature": 10.0 + w.tenant_id}},
+            )
+        b_asset = api.call(
+            "POST", "/api/v1/assets", b.headers, 201, json={"name": "B site", "kind": "site"}
+        )
         b_user = api.call("GET", "/api/v1/auth/me", b.headers)
         b_key = api.call("POST", "/api/v1/apikeys", b.headers, 201, json={"name": "b-key"})
         api.wait_for(lambda: api.latest(b)["temperature"]["value"] is not None)
-        ids = {"device_id": b.device_id, "product_id": b.product_id, "asset_id": b_asset["id"],
-               "tenant_id": b.tenant_id, "user_id": b_user["id"],
-               "key_id": b_key.get("id") or b_key["info"]["id"]}
+        ids = {
+            "device_id": b.device_id,
+            "product_id": b.product_id,
+            "asset_id": b_asset["id"],
+            "tenant_id": b.tenant_id,
+            "user_id": b_user["id"],
+            "key_id": b_key.get("id") or b_key["info"]["id"],
+        }
         yield api, a, b, ids, srv.app
 
 
@@ -71,9 +80,15 @@ def test_every_id_route_refuses_the_other_tenant(two_tenants: Any) -> None:
         body = BODIES.get((method, path))
         if (method, path) == ("PUT", "/api/v1/products/{product_id}/tsl"):
             body = SENSOR_TSL
-        r = api.client.request(method, url, headers=a.headers,
-                               json=body if method in ("POST", "PUT", "PATCH") else None)
-        assert r.status_code in (403, 404), f"{method} {url} as tenant A -> {r.status_code} {r.text}"
+        r = api.client.request(
+            method,
+            url,
+            headers=a.headers,
+            json=body if method in ("POST", "PUT", "PATCH") else None,
+        )
+        assert r.status_code in (403, 404), (
+            f"{method} {url} as tenant A -> {r.status_code} {r.text}"
+        )
         assert r.headers["content-type"].startswith("application/problem+json")
         checked.append(f"{method} {path}")
     assert len(checked) >= 15, checked
@@ -82,8 +97,13 @@ def test_every_id_route_refuses_the_other_tenant(two_tenants: Any) -> None:
 
 def test_lists_show_only_ones_own(two_tenants: Any) -> None:
     api, a, b, _ids, _ = two_tenants
-    for path in ("/api/v1/devices", "/api/v1/products", "/api/v1/assets", "/api/v1/users",
-                 "/api/v1/apikeys"):
+    for path in (
+        "/api/v1/devices",
+        "/api/v1/products",
+        "/api/v1/assets",
+        "/api/v1/users",
+        "/api/v1/apikeys",
+    ):
         body = api.call("GET", path, a.headers)
         items = body["items"] if isinstance(body, dict) else body
         assert all(i.get("tenant_id", a.tenant_id) == a.tenant_id for i in items), path
@@ -98,15 +118,27 @@ def test_telemetry_and_queries_refuse_the_other_tenant(two_tenants: Any) -> None
     api, a, b, _ids, _ = two_tenants
     h = a.headers
     for method, path, body in [
-        ("POST", "/api/v1/telemetry", [{"device": b.device_id, "ts": T0 + 1,
-                                        "values": {"temperature": 99.0}}]),
-        ("POST", "/api/v1/telemetry", {"device": b.device_id,
-                                       "columns": {"ts": [T0 + 2], "temperature": [99.0]}}),
-        ("POST", "/api/v1/telemetry", [{"device": "tenant-b-dev-1", "ts": T0 + 3,
-                                        "values": {"temperature": 99.0}}]),
+        (
+            "POST",
+            "/api/v1/telemetry",
+            [{"device": b.device_id, "ts": T0 + 1, "values": {"temperature": 99.0}}],
+        ),
+        (
+            "POST",
+            "/api/v1/telemetry",
+            {"device": b.device_id, "columns": {"ts": [T0 + 2], "temperature": [99.0]}},
+        ),
+        (
+            "POST",
+            "/api/v1/telemetry",
+            [{"device": "tenant-b-dev-1", "ts": T0 + 3, "values": {"temperature": 99.0}}],
+        ),
         ("POST", "/api/v1/query/latest", {"series": [{"device": b.device_id}]}),
-        ("POST", "/api/v1/query/timeseries", {"series": [{"device": b.device_id}],
-                                              "start": T0 - 1, "end": T0 + 10}),
+        (
+            "POST",
+            "/api/v1/query/timeseries",
+            {"series": [{"device": b.device_id}], "start": T0 - 1, "end": T0 + 10},
+        ),
         ("GET", f"/api/v1/devices/{b.device_id}/latest", None),
         ("GET", f"/api/v1/devices/{b.device_id}/timeseries", None),
     ]:
@@ -116,13 +148,16 @@ def test_telemetry_and_queries_refuse_the_other_tenant(two_tenants: Any) -> None
             ghost = api.client.request(method, path, headers=h, json=_swap(body, b))
             assert ghost.status_code == 422
             assert ghost.json()["errors"] == r.json()["errors"]
-            assert ghost.json()["detail"].split("device")[0] == r.json()["detail"].split(
-                "device")[0]
+            assert (
+                ghost.json()["detail"].split("device")[0] == r.json()["detail"].split("device")[0]
+            )
             continue
         assert r.status_code in (403, 404), f"{method} {path} -> {r.status_code} {r.text}"
     # A's own device token cannot write to B either: the token is the identity.
-    r = api.client.post(f"/api/v1/{a.token}/telemetry",
-                        json={"values": {"temperature": 55.0}, "device": b.device_id})
+    r = api.client.post(
+        f"/api/v1/{a.token}/telemetry",
+        json={"values": {"temperature": 55.0}, "device": b.device_id},
+    )
     assert r.status_code in (200, 422)
     _b_is_intact(api, b)
 
@@ -145,6 +180,8 @@ def _b_is_intact(api: Api, b: TenantWorld) -> None:
     assert device["label"] == "" and device["name"] == "tenant-b-dev-1"
     product = api.call("GET", f"/api/v1/products/{b.product_id}", b.headers)
     assert product["name"] == "Sensor"
-    r = api.client.post(f"/api/v1/{b.token}/telemetry", json={"ts": T0, "values": {
-        "temperature": 10.0 + b.tenant_id}})
+    r = api.client.post(
+        f"/api/v1/{b.token}/telemetry",
+        json={"ts": T0, "values": {"temperature": 10.0 + b.tenant_id}},
+    )
     assert r.status_code == 200, "B's token still works"

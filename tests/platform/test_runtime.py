@@ -17,8 +17,15 @@ DAY_MS = 86_400_000
 
 @pytest.fixture
 async def platform(tmp_path: Path) -> Platform:
-    p = Platform(Settings(data_dir=tmp_path, mqtt_embedded=False, secret_key="k" * 40,
-                          admin_password="Platform-Pass-2026!", ingest_flush_ms=10))
+    p = Platform(
+        Settings(
+            data_dir=tmp_path,
+            mqtt_embedded=False,
+            secret_key="k" * 40,
+            admin_password="Platform-Pass-2026!",
+            ingest_flush_ms=10,
+        )
+    )
     await p.start()
     yield p  # type: ignore[misc]
     await p.stop()
@@ -39,9 +46,13 @@ async def test_retention_drops_only_the_tenants_old_data(platform: Platform) -> 
     for dev in (short_dev, keep_dev):
         binding = platform.directory.by_id(dev)
         assert binding is not None
-        await platform.ingest.ingest_telemetry(binding, [
-            {"ts": now - 30 * DAY_MS, "values": {"temperature": 1.0}},
-            {"ts": now - 1 * DAY_MS, "values": {"temperature": 2.0}}])
+        await platform.ingest.ingest_telemetry(
+            binding,
+            [
+                {"ts": now - 30 * DAY_MS, "values": {"temperature": 1.0}},
+                {"ts": now - 1 * DAY_MS, "values": {"temperature": 2.0}},
+            ],
+        )
     await platform.writer.flush()
     await platform._apply_retention()
 

@@ -51,12 +51,23 @@ class BodySizeLimit:
                 await self._reject(scope, send)
 
     async def _reject(self, scope: Scope, send: Send) -> None:
-        body = orjson.dumps({
-            "type": "about:blank", "title": "Payload too large", "status": 413,
-            "detail": f"request body exceeds the limit of {self.max_bytes} bytes",
-            "instance": scope.get("path", ""),
-        })
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", PROBLEM_JSON.encode()),
-                                (b"content-length", str(len(body)).encode())]})
+        body = orjson.dumps(
+            {
+                "type": "about:blank",
+                "title": "Payload too large",
+                "status": 413,
+                "detail": f"request body exceeds the limit of {self.max_bytes} bytes",
+                "instance": scope.get("path", ""),
+            }
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", PROBLEM_JSON.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -16,10 +16,20 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 
 
-def problem(status: int, title: str, detail: str, instance: str | None = None,
-            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status,
-                            "detail": detail}
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
     if instance:
         body["instance"] = instance
     body.update(extra)
@@ -41,8 +51,7 @@ def install(app: FastAPI) -> None:
         retry = getattr(exc, "retry_after", None)
         if retry is not None:
             headers = {**(headers or {}), "Retry-After": str(int(retry))}
-        return problem(exc.status, exc.title, exc.detail, request.url.path, headers,
-                       **exc.extra())
+        return problem(exc.status, exc.title, exc.detail, request.url.path, headers, **exc.extra())
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -54,11 +63,20 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
-        return problem(exc.status_code, title, str(exc.detail), request.url.path,
-                       dict(exc.headers) if exc.headers else None)
+        return problem(
+            exc.status_code,
+            title,
+            str(exc.detail),
+            request.url.path,
+            dict(exc.headers) if exc.headers else None,
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "Internal error", "the server failed to handle this request; "
-                       "the details are in its log", request.url.path)
+        return problem(
+            500,
+            "Internal error",
+            "the server failed to handle this request; the details are in its log",
+            request.url.path,
+        )

@@ -61,8 +61,14 @@ def make_batch(
         value_col = pa.array(v, type=pa.float64(), from_pandas=True)  # NaN -> null
     text_col = pa.nulls(n, pa.string()) if text is None else pa.array(text, type=pa.string())
     return pa.Table.from_arrays(
-        [pa.array(tenant_arr), pa.array(series_arr), pa.array(ts_arr), value_col, text_col,
-         pa.array(quality_arr)],
+        [
+            pa.array(tenant_arr),
+            pa.array(series_arr),
+            pa.array(ts_arr),
+            value_col,
+            text_col,
+            pa.array(quality_arr),
+        ],
         schema=SAMPLE_SCHEMA,
     )
 
@@ -74,8 +80,11 @@ def empty_batch() -> pa.Table:
 def conform(batch: pa.Table | pa.RecordBatch) -> pa.Table:
     """Cast a batch to :data:`SAMPLE_SCHEMA`; raises ``ValueError`` naming a missing column."""
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-    missing = [f.name for f in SAMPLE_SCHEMA if f.name not in table.column_names
-               and f.name not in ("value", "text")]
+    missing = [
+        f.name
+        for f in SAMPLE_SCHEMA
+        if f.name not in table.column_names and f.name not in ("value", "text")
+    ]
     if missing:
         raise ValueError(f"sample batch lacks column(s): {', '.join(missing)}")
     n = table.num_rows

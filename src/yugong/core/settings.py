@@ -22,66 +22,85 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-_DEV_SECRET_FILE = "secret.key"
+_DEV_SECRET_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="YUGONG_", extra="forbid")
 
     environment: Literal["development", "production"] = Field(
-        "development", description="production refuses to start without secret_key.")
+        "development", description="production refuses to start without secret_key."
+    )
     data_dir: Path = Field(Path("data"), description="Where embedded storage keeps its files.")
 
     # Storage
     database_url: str | None = Field(
-        None, description="Registry database. Default: SQLite in data_dir. "
-        "postgresql://... also moves the time series to PostgreSQL.")
+        None,
+        description="Registry database. Default: SQLite in data_dir. "
+        "postgresql://... also moves the time series to PostgreSQL.",
+    )
     timeseries_url: str | None = Field(
-        None, description="Override for the time-series store: duckdb:///path or postgresql://...")
+        None, description="Override for the time-series store: duckdb:///path or postgresql://..."
+    )
     device_offline_after_s: float = Field(
-        300.0, description="A device not heard from for this long is shown offline.")
+        300.0, description="A device not heard from for this long is shown offline."
+    )
     timeseries_compact_interval_s: float = Field(
-        30.0, description="How often the background compactor looks for work.")
+        30.0, description="How often the background compactor looks for work."
+    )
     retention_interval_s: float = Field(
-        3600.0, description="How often per-tenant retention is applied.")
+        3600.0, description="How often per-tenant retention is applied."
+    )
 
     # HTTP
     http_host: str = Field("127.0.0.1", description="HTTP listen address (0.0.0.0 for all).")
     http_port: int = Field(8080, description="HTTP listen port (API, console, OpenAPI).")
     max_request_bytes: int = Field(
-        64 * 1024 * 1024, description="Largest accepted request body (bulk ingest).")
+        64 * 1024 * 1024, description="Largest accepted request body (bulk ingest)."
+    )
 
     # MQTT
     mqtt_embedded: bool = Field(True, description="Start the embedded broker (amqtt).")
     mqtt_host: str = Field("127.0.0.1", description="Embedded broker listen address.")
     mqtt_port: int = Field(1883, description="Embedded broker listen port.")
     mqtt_url: str | None = Field(
-        None, description="External broker to subscribe to, e.g. mqtt://user:pass@host:1883. "
-        "Setting it turns the embedded broker off.")
+        None,
+        description="External broker to subscribe to, e.g. mqtt://user:pass@host:1883. "
+        "Setting it turns the embedded broker off.",
+    )
     mqtt_max_payload_bytes: int = Field(
-        1024 * 1024, description="Larger MQTT messages are rejected.")
+        1024 * 1024, description="Larger MQTT messages are rejected."
+    )
     mqtt_topic_prefix: str = Field(
-        "yugong/v1/devices", description="External broker: devices publish to "
-        "PREFIX/{device_id}/telemetry and PREFIX/{device_id}/attributes.")
+        "yugong/v1/devices",
+        description="External broker: devices publish to "
+        "PREFIX/{device_id}/telemetry and PREFIX/{device_id}/attributes.",
+    )
     mqtt_shared_subscription: bool = Field(
-        False, description="External broker: subscribe as $share/yugong/... so several "
-        "platform processes split the load.")
+        False,
+        description="External broker: subscribe as $share/yugong/... so several "
+        "platform processes split the load.",
+    )
 
     # Ingest
     ingest_batch_rows: int = Field(50_000, description="Writer flushes at this many rows ...")
     ingest_flush_ms: int = Field(200, description="... or when its oldest row is this old.")
     ingest_queue_rows: int = Field(
-        5_000_000, description="Rows waiting to be written before ingest pushes back.")
+        5_000_000, description="Rows waiting to be written before ingest pushes back."
+    )
 
     # Access
     secret_key: str | None = Field(
-        None, description="Signs access tokens. Required in production; generated and kept "
-        "in data_dir in development.")
+        None,
+        description="Signs access tokens. Required in production; generated and kept "
+        "in data_dir in development.",
+    )
     access_token_minutes: int = Field(30, description="Lifetime of an access token (JWT).")
     refresh_token_days: int = Field(14, description="Lifetime of a refresh token.")
     admin_username: str = Field("admin", description="Bootstrap platform admin user name.")
     admin_password: str | None = Field(
-        None, description="Bootstrap platform admin password; printed once if generated.")
+        None, description="Bootstrap platform admin password; printed once if generated."
+    )
 
     @field_validator("mqtt_url")
     @classmethod
@@ -151,7 +170,7 @@ def _sqlalchemy_url(url: str) -> str:
     """Plain postgresql:// URLs use the psycopg 3 driver."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -164,7 +183,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of settings at the top level")
-        env_keys = {k[len("YUGONG_"):].lower() for k in os.environ if k.startswith("YUGONG_")}
+        env_keys = {k[len("YUGONG_") :].lower() for k in os.environ if k.startswith("YUGONG_")}
         merged = {k: v for k, v in data.items() if k not in env_keys}
         return Settings(**{**merged, **overrides})
     return Settings(**overrides)

@@ -36,7 +36,7 @@ def to_us(value: int | float | str | datetime) -> int:
     if isinstance(value, float):
         if value != value:  # NaN
             raise ValueError("a timestamp cannot be NaN")
-        return int(value) if abs(value) >= _MICROS_THRESHOLD else int(round(value * US_PER_MS))
+        return int(value) if abs(value) >= _MICROS_THRESHOLD else round(value * US_PER_MS)
     if isinstance(value, datetime):
         dt = value if value.tzinfo else value.replace(tzinfo=UTC)
         return int(dt.timestamp() * US_PER_S)
@@ -70,8 +70,15 @@ def parse_duration_us(text: str | int) -> int:
     """``"1m"``, ``"15s"``, ``"2h"``, ``"1d"``, ``"500ms"`` or seconds as int -> microseconds."""
     if isinstance(text, int):
         return text * US_PER_S
-    units = {"us": 1, "ms": US_PER_MS, "s": US_PER_S, "m": 60 * US_PER_S,
-             "h": 3600 * US_PER_S, "d": 86400 * US_PER_S, "w": 7 * 86400 * US_PER_S}
+    units = {
+        "us": 1,
+        "ms": US_PER_MS,
+        "s": US_PER_S,
+        "m": 60 * US_PER_S,
+        "h": 3600 * US_PER_S,
+        "d": 86400 * US_PER_S,
+        "w": 7 * 86400 * US_PER_S,
+    }
     t = text.strip().lower()
     for unit in ("us", "ms", "s", "m", "h", "d", "w"):
         if t.endswith(unit) and t[: -len(unit)].replace(".", "", 1).isdigit():

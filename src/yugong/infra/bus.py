@@ -39,7 +39,12 @@ class Subscription(Protocol):
 
     async def __aenter__(self) -> Subscription: ...
 
-    async def __aexit__(self, *exc: object) -> None: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
 
 class Bus(Protocol):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -19,6 +19,7 @@ from yugong.core.errors import InvalidInput, NotFound
 from yugong.core.quality import Quality
 from yugong.core.timeutil import US_PER_MS
 from yugong.infra.timeseries import AGG_FUNCS, AggFunc, Cursor, Fill, TimeSeriesStore
+from yugong.infra.timeseries.base import Order
 from yugong.platform.registry.bindings import DeviceBinding, DeviceDirectory, PropertyBinding
 from yugong.security.principal import Principal
 
@@ -35,8 +36,12 @@ class SeriesRef:
     prop: PropertyBinding
 
     def label(self) -> dict[str, Any]:
-        return {"device": self.device.device, "device_name": self.device.name,
-                "property": self.prop.identifier, "unit": self.prop.unit}
+        return {
+            "device": self.device.device,
+            "device_name": self.device.name,
+            "property": self.prop.identifier,
+            "unit": self.prop.unit,
+        }
 
 
 class QueryService:
@@ -52,8 +57,9 @@ class QueryService:
             raise NotFound(f"device {device} not found")
         return binding
 
-    def resolve(self, principal: Principal,
-                wanted: Sequence[tuple[int, Sequence[str] | None]]) -> list[SeriesRef]:
+    def resolve(
+        self, principal: Principal, wanted: Sequence[tuple[int, Sequence[str] | None]]
+    ) -> list[SeriesRef]:
         """(device id, property identifiers or None for all) -> series, checked."""
         principal.require("telemetry:read")
         refs: list[SeriesRef] = []
@@ -66,8 +72,10 @@ class QueryService:
                     raise NotFound(f"device '{binding.name}' has no property '{name}'")
                 refs.append(SeriesRef(binding, prop))
         if len(refs) > MAX_SERIES_PER_QUERY:
-            raise InvalidInput(f"a query may name at most {MAX_SERIES_PER_QUERY} series, "
-                               f"this one names {len(refs)}")
+            raise InvalidInput(
+                f"a query may name at most {MAX_SERIES_PER_QUERY} series, "
+                f"this one names {len(refs)}"
+            )
         return refs
 
     # Queries --------------------------------------------------------------------------------
@@ -83,14 +91,24 @@ class QueryService:
                 item.update(ts=None, value=None, quality=None)
             else:
                 one = table.slice(row, 1)
-                item.update(ts=int(one.column("ts")[0].as_py()) // US_PER_MS,
-                            value=_values(ref.prop, one)[0],
-                            quality=Quality(one.column("quality")[0].as_py()).name.lower())
+                item.update(
+                    ts=int(one.column("ts")[0].as_py()) // US_PER_MS,
+                    value=_values(ref.prop, one)[0],
+                    quality=Quality(one.column("quality")[0].as_py()).name.lower(),
+                )
             out.append(item)
         return out
 
-    def raw(self, refs: Sequence[SeriesRef], start_us: int, end_us: int, *, limit: int,
-            cursor: str | None, order: str) -> tuple[list[dict[str, Any]], str | None]:
+    def raw(
+        self,
+        refs: Sequence[SeriesRef],
+        start_us: int,
+        end_us: int,
+        *,
+        limit: int,
+        cursor: str | None,
+        order: str,
+    ) -> tuple[list[dict[str, Any]], str | None]:
         _check_range(start_us, end_us)
         if not 1 <= limit <= MAX_RAW_LIMIT:
             raise InvalidInput(f"limit must be between 1 and {MAX_RAW_LIMIT}")
@@ -102,8 +120,15 @@ class QueryService:
                 after = Cursor.decode(cursor)
             except ValueError as exc:
                 raise InvalidInput(str(exc)) from None
-        page = self.store.range([r.prop.series for r in refs], start_us, end_us, limit=limit,
-                                after=after, order=order)  # type: ignore[arg-type]
+        direction: Order = "asc" if order == "asc" else "desc"
+        page = self.store.range(
+            [r.prop.series for r in refs],
+            start_us,
+            end_us,
+            limit=limit,
+            after=after,
+            order=direction,
+        )
         out = []
         for ref, part in _split(refs, page.table):
             item = ref.label()
@@ -113,13 +138,21 @@ class QueryService:
             out.append(item)
         return out, page.next.encode() if page.next else None
 
-    def aggregate(self, refs: Sequence[SeriesRef], start_us: int, end_us: int, bucket_us: int,
-                  funcs: Sequence[str], fill: str) -> list[dict[str, Any]]:
+    def aggregate(
+        self,
+        refs: Sequence[SeriesRef],
+        start_us: int,
+        end_us: int,
+        bucket_us: int,
+        funcs: Sequence[str],
+        fill: str,
+    ) -> list[dict[str, Any]]:
         _check_range(start_us, end_us)
         bad = [f for f in funcs if f not in AGG_FUNCS]
         if bad or not funcs:
-            raise InvalidInput(f"unknown aggregate {', '.join(bad) or '(none)'}: "
-                               f"use {', '.join(AGG_FUNCS)}")
+            raise InvalidInput(
+                f"unknown aggregate {', '.join(bad) or '(none)'}: use {', '.join(AGG_FUNCS)}"
+            )
         if fill not in _FILLS:
             raise InvalidInput(f"fill must be one of {', '.join(_FILLS)}")
         if bucket_us <= 0 or (end_us - start_us) // bucket_us > MAX_BUCKETS:
@@ -128,9 +161,14 @@ class QueryService:
         if len(numeric) != len(refs):
             names = [r.prop.identifier for r in refs if r not in numeric]
             raise InvalidInput(f"cannot aggregate non-numeric properties: {', '.join(names)}")
-        table = self.store.aggregate([r.prop.series for r in refs], start_us, end_us, bucket_us,
-                                     [f for f in funcs if f in AGG_FUNCS],
-                                     fill=fill)  # type: ignore[arg-type]
+        table = self.store.aggregate(
+            [r.prop.series for r in refs],
+            start_us,
+            end_us,
+            bucket_us,
+            [cast(AggFunc, f) for f in funcs],
+            fill=cast(Fill, fill),  # both checked above
+        )
         out = []
         for ref, part in _split(refs, table):
             item = ref.label()
@@ -140,11 +178,13 @@ class QueryService:
             out.append(item)
         return out
 
-    def raw_arrow(self, refs: Sequence[SeriesRef], start_us: int, end_us: int, *,
-                  limit: int) -> pa.Table:
+    def raw_arrow(
+        self, refs: Sequence[SeriesRef], start_us: int, end_us: int, *, limit: int
+    ) -> pa.Table:
         _check_range(start_us, end_us)
-        return self.store.range([r.prop.series for r in refs], start_us, end_us,
-                                limit=min(limit, MAX_RAW_LIMIT)).table
+        return self.store.range(
+            [r.prop.series for r in refs], start_us, end_us, limit=min(limit, MAX_RAW_LIMIT)
+        ).table
 
 
 def _check_range(start_us: int, end_us: int) -> None:

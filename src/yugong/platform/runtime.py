@@ -26,7 +26,7 @@ from yugong.security.service import Security
 
 log = logging.getLogger(__name__)
 SEEN_FLUSH_S = 5.0
-ADMIN_PASSWORD_FILE = "initial-admin-password"
+ADMIN_PASSWORD_FILE = "initial-admin-password"  # noqa: S105 - a file name
 
 
 class Platform:

@@ -22,8 +22,10 @@ router = APIRouter(tags=["telemetry"])
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 DAY_US = 86_400 * US_PER_S
 
-KeysQ = Annotated[str | None, Query(description="Comma-separated property identifiers; "
-                                                "all properties when omitted.")]
+KeysQ = Annotated[
+    str | None,
+    Query(description="Comma-separated property identifiers; all properties when omitted."),
+]
 TimeQ = Annotated[str | None, Query(description="Epoch ms or ISO 8601.")]
 
 
@@ -64,9 +66,19 @@ def _arrow(table: pa.Table) -> Response:
     return Response(sink.getvalue().to_pybytes(), media_type=ARROW_STREAM)
 
 
-async def _run_series_query(request: Request, refs: list[SeriesRef], start_us: int,
-                            end_us: int, *, interval: str | None, agg: str, fill: str,
-                            limit: int, cursor: str | None, order: str) -> Response:
+async def _run_series_query(
+    request: Request,
+    refs: list[SeriesRef],
+    start_us: int,
+    end_us: int,
+    *,
+    interval: str | None,
+    agg: str,
+    fill: str,
+    limit: int,
+    cursor: str | None,
+    order: str,
+) -> Response:
     svc = _service(request)
     if interval:
         try:
@@ -79,14 +91,16 @@ async def _run_series_query(request: Request, refs: list[SeriesRef], start_us: i
     if _wants_arrow(request):
         table = await asyncio.to_thread(svc.raw_arrow, refs, start_us, end_us, limit=limit)
         return _arrow(table)
-    rows, next_cursor = await asyncio.to_thread(svc.raw, refs, start_us, end_us, limit=limit,
-                                                cursor=cursor, order=order)
+    rows, next_cursor = await asyncio.to_thread(
+        svc.raw, refs, start_us, end_us, limit=limit, cursor=cursor, order=order
+    )
     return _json({"series": rows, "next": next_cursor})
 
 
 @router.get("/devices/{device_id}/latest", summary="Latest value of each property")
-async def device_latest(request: Request, principal: PrincipalDep, device_id: int,
-                        keys: KeysQ = None) -> Response:
+async def device_latest(
+    request: Request, principal: PrincipalDep, device_id: int, keys: KeysQ = None
+) -> Response:
     svc = _service(request)
     refs = svc.resolve(principal, [(device_id, _keys(keys))])
     return _json({"values": await asyncio.to_thread(svc.latest, refs)})
@@ -94,10 +108,16 @@ async def device_latest(request: Request, principal: PrincipalDep, device_id: in
 
 @router.get("/devices/{device_id}/timeseries", summary="Raw samples or time-bucket aggregates")
 async def device_timeseries(
-    request: Request, principal: PrincipalDep, device_id: int, keys: KeysQ = None,
-    start: TimeQ = None, end: TimeQ = None,
-    interval: Annotated[str | None, Query(description="Bucket size, e.g. 1m, 15m, 1h: "
-                                                      "aggregates instead of raw samples.")] = None,
+    request: Request,
+    principal: PrincipalDep,
+    device_id: int,
+    keys: KeysQ = None,
+    start: TimeQ = None,
+    end: TimeQ = None,
+    interval: Annotated[
+        str | None,
+        Query(description="Bucket size, e.g. 1m, 15m, 1h: aggregates instead of raw samples."),
+    ] = None,
     agg: Annotated[str, Query(description="avg,min,max,sum,count,first,last")] = "avg",
     fill: Annotated[str, Query(description="none, null, previous or linear")] = "none",
     limit: Annotated[int, Query(ge=1, le=1_000_000)] = 10_000,
@@ -106,8 +126,18 @@ async def device_timeseries(
 ) -> Response:
     refs = _service(request).resolve(principal, [(device_id, _keys(keys))])
     start_us, end_us = _window(start, end)
-    return await _run_series_query(request, refs, start_us, end_us, interval=interval, agg=agg,
-                                   fill=fill, limit=limit, cursor=cursor, order=order)
+    return await _run_series_query(
+        request,
+        refs,
+        start_us,
+        end_us,
+        interval=interval,
+        agg=agg,
+        fill=fill,
+        limit=limit,
+        cursor=cursor,
+        order=order,
+    )
 
 
 class SeriesSelector(BaseModel):
@@ -138,10 +168,18 @@ async def query_latest(request: Request, principal: PrincipalDep, body: LatestQu
 
 
 @router.post("/query/timeseries", summary="Raw samples or aggregates of many series at once")
-async def query_timeseries(request: Request, principal: PrincipalDep,
-                           body: RangeQuery) -> Response:
+async def query_timeseries(request: Request, principal: PrincipalDep, body: RangeQuery) -> Response:
     refs = _service(request).resolve(principal, [(s.device, s.properties) for s in body.series])
     start_us, end_us = _window(body.start, body.end)
-    return await _run_series_query(request, refs, start_us, end_us, interval=body.interval,
-                                   agg=body.agg, fill=body.fill, limit=body.limit,
-                                   cursor=body.cursor, order=body.order)
+    return await _run_series_query(
+        request,
+        refs,
+        start_us,
+        end_us,
+        interval=body.interval,
+        agg=body.agg,
+        fill=body.fill,
+        limit=body.limit,
+        cursor=body.cursor,
+        order=body.order,
+    )

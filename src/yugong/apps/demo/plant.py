@@ -29,27 +29,34 @@ def _jsonable(value: np.generic) -> float | int | bool:
     return value.item()
 
 
-async def _publish_loop(host: str, port: int, device: SimDevice,
-                        queue: asyncio.Queue[dict[str, object]]) -> None:
+async def _publish_loop(
+    host: str, port: int, device: SimDevice, queue: asyncio.Queue[dict[str, object]]
+) -> None:
     delay = 1.0
     while True:
         try:
-            async with aiomqtt.Client(host, port, username=device.token,
-                                      identifier=f"sim-{device.name}") as client:
+            async with aiomqtt.Client(
+                host, port, username=device.token, identifier=f"sim-{device.name}"
+            ) as client:
                 delay = 1.0
                 while True:
                     values = await queue.get()
                     payload = {"ts": int(time.time() * 1000), "values": values}
                     await client.publish(TELEMETRY_TOPIC, orjson.dumps(payload), qos=0)
         except aiomqtt.MqttError as exc:
-            log.warning("simulated %s lost its MQTT connection (%s); retrying in %.0fs",
-                        device.name, exc, delay)
+            log.warning(
+                "simulated %s lost its MQTT connection (%s); retrying in %.0fs",
+                device.name,
+                exc,
+                delay,
+            )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
 
-async def run_plant(host: str, port: int, devices: list[SimDevice], *,
-                    interval_s: float = 1.0, seed: int = 7) -> None:
+async def run_plant(
+    host: str, port: int, devices: list[SimDevice], *, interval_s: float = 1.0, seed: int = 7
+) -> None:
     """Publish forever (cancel to stop): every ``interval_s`` each machine sends one message."""
     by_product: dict[str, list[SimDevice]] = {}
     for d in devices:
@@ -58,8 +65,13 @@ async def run_plant(host: str, port: int, devices: list[SimDevice], *,
     sims = {p: MachineSim(p, len(ds), rng) for p, ds in by_product.items()}
     queues = {d.name: asyncio.Queue[dict[str, object]](maxsize=10) for d in devices}
     tasks = [asyncio.create_task(_publish_loop(host, port, d, queues[d.name])) for d in devices]
-    log.info("simulated plant: %d machines publishing every %.1fs to %s:%d",
-             len(devices), interval_s, host, port)
+    log.info(
+        "simulated plant: %d machines publishing every %.1fs to %s:%d",
+        len(devices),
+        interval_s,
+        host,
+        port,
+    )
     try:
         while True:
             for product, ds in by_product.items():

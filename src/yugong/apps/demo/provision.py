@@ -26,16 +26,16 @@ def _tenant(reg: Registry) -> int:
     for t in reg.tenants.list(SYSTEM, limit=1000):
         if t.slug == DEMO_SLUG:
             return t.id
-    return reg.tenants.create(SYSTEM, name="Demo Plant 演示工厂", slug=DEMO_SLUG,
-                              industry="discrete", retention_days=30).id
+    return reg.tenants.create(
+        SYSTEM, name="Demo Plant 演示工厂", slug=DEMO_SLUG, industry="discrete", retention_days=30
+    ).id
 
 
 def _asset(reg: Registry, tenant: int, kind: str, name: str, parent: int | None) -> int:
     for a in reg.assets.list(SYSTEM, tenant_id=tenant, parent_id=parent, limit=1000):
         if a.name == name:
             return a.id
-    return reg.assets.create(SYSTEM, tenant_id=tenant, kind=kind, name=name,
-                             parent_id=parent).id
+    return reg.assets.create(SYSTEM, tenant_id=tenant, kind=kind, name=name, parent_id=parent).id
 
 
 def _counts(machines: int) -> dict[str, int]:
@@ -65,7 +65,12 @@ def provision_demo(platform: Any, *, machines: int = 12) -> list[SimDevice]:
                     existing = reg.devices.get_by_name(SYSTEM, name, tenant_id=tenant)
                     token = reg.devices.rotate_token(SYSTEM, existing.id, tenant_id=tenant)
                 except NotFound:
-                    token = reg.devices.create(SYSTEM, name=name, product_id=product_ids[key],
-                                               asset_id=equipment, tenant_id=tenant).token
+                    token = reg.devices.create(
+                        SYSTEM,
+                        name=name,
+                        product_id=product_ids[key],
+                        asset_id=equipment,
+                        tenant_id=tenant,
+                    ).token
                 devices.append(SimDevice(name=name, product=key, token=token))
     return devices

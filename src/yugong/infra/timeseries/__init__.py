@@ -11,5 +11,13 @@ from yugong.infra.timeseries.base import (
     open_store,
 )
 
-__all__ = ["AGG_FUNCS", "AggFunc", "Cursor", "Fill", "Page", "StoreStats", "TimeSeriesStore",
-           "open_store"]
+__all__ = [
+    "AGG_FUNCS",
+    "AggFunc",
+    "Cursor",
+    "Fill",
+    "Page",
+    "StoreStats",
+    "TimeSeriesStore",
+    "open_store",
+]
