@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 
@@ -16,6 +16,7 @@ from yugong.api.app import create_app
 from yugong.core.settings import Settings
 from yugong.platform.runtime import Platform
 
+T = TypeVar("T")
 AfterStart = Callable[[Platform], Coroutine[Any, Any, None]]
 
 
@@ -72,6 +73,7 @@ class BackgroundServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self.loop: asyncio.AbstractEventLoop
 
     def __enter__(self) -> BackgroundServer:
         self.app = create_app(self.settings, self.platform)
@@ -86,9 +88,13 @@ class BackgroundServer:
         self._server = uvicorn.Server(config)
         # uvicorn installs no signal handlers outside the main thread.
 
+        async def serve() -> None:
+            self.loop = asyncio.get_running_loop()
+            await self._server.serve()  # type: ignore[union-attr]
+
         def run() -> None:
             try:
-                asyncio.run(self._server.serve())  # type: ignore[union-attr]
+                asyncio.run(serve())
             except BaseException as exc:  # reported to the starting thread
                 self._error = exc
 
@@ -100,6 +106,10 @@ class BackgroundServer:
                 raise RuntimeError(f"server did not start: {self._error!r}")
             time.sleep(0.02)
         return self
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the server's event loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def __exit__(self, *exc: object) -> None:
         assert self._server is not None and self._thread is not None

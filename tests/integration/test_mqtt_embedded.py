@@ -1,5 +1,5 @@
-"""Devices through the embedded amqtt broker: real MQTT clients (aiomqtt, and the
-ThingsBoard device SDK), data checked in a real DuckDB store."""
+"""Devices through the embedded broker (amqtt behind the MQTT 5 front): real MQTT clients
+(aiomqtt, and the unmodified ThingsBoard device SDK), data checked in a real DuckDB store."""
 
 from __future__ import annotations
 
@@ -143,15 +143,11 @@ async def test_malformed_and_oversized_payloads_do_not_kill_the_broker(rig: Rig)
 
 
 async def test_thingsboard_device_sdk(rig: Rig) -> None:
-    import paho.mqtt.client as paho
     from tb_device_mqtt import TBDeviceMqttClient
 
     def run() -> None:
         sdk = TBDeviceMqttClient("127.0.0.1", port=rig.port, username=TOKEN)
-        # The SDK speaks MQTT 5; amqtt 0.12 speaks 3.1.1. The SDK's paho client does both.
-        sdk._client._protocol = paho.MQTTv311
-        sdk._client._clean_session = True
-        sdk.connect()
+        sdk.connect()  # MQTT 5, exactly as the SDK's users connect
         try:
             for _ in range(200):
                 if sdk.is_connected():
@@ -176,3 +172,4 @@ async def test_thingsboard_device_sdk(rig: Rig) -> None:
     assert {r["series"] for r in rig.rows()} == {101, 102, 103, 104, 105}
     assert len(rig.rows()) == 6
     assert rig.attrs == [{"firmware": "1.0"}]
+    assert rig.broker.stats().protocol_levels == {5: 1}

@@ -7,17 +7,22 @@ topics ThingsBoard SDKs subscribe to at connect. Devices never receive each othe
 messages: ``v1/devices/me/...`` names a different device for every client, so anything the
 platform sends a device goes to that client's session alone.
 
-amqtt speaks MQTT 3.1.1 only; clients that insist on MQTT 5 need an external broker.
+amqtt speaks MQTT 3.1.1 only and listens on a loopback port; :class:`~yugong.infra.mqtt5.
+MqttFront` owns the public address and speaks MQTT 5 and 3.1.1 to devices.
 
 Three amqtt plugins share one :class:`DeviceGate`: authentication, topic checking and a
-message hook that hands each accepted publish to ingest. amqtt runs plugin hooks as their
-own tasks, so validation and the writer's backpressure never stall the broker's read loop.
+packet hook that hands each PUBLISH to ingest. The hand-off happens when amqtt's reader
+parses the packet, before it acknowledges it, in a task of its own that a disconnect does
+not cancel (amqtt's later "message broadcast" event is skipped for messages still queued
+when the client leaves, which lost acknowledged QoS 1 messages). Validation and the
+writer's backpressure never stall the broker's read loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -25,11 +30,14 @@ from typing import Any, Protocol
 
 from amqtt.broker import Broker
 from amqtt.contexts import Action, BaseContext, BrokerConfig, ListenerConfig, ListenerType
+from amqtt.mqtt.packet import MQTTPacket
+from amqtt.mqtt.publish import PublishPacket
 from amqtt.plugins.base import BaseAuthPlugin, BasePlugin, BaseTopicPlugin
-from amqtt.session import ApplicationMessage, Session
+from amqtt.session import Session
 
 from yugong.core.errors import YugongError
 from yugong.core.settings import Settings
+from yugong.infra.mqtt5 import MqttFront
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +109,8 @@ class BrokerStats:
     refused_topics: int = 0  # publishes / subscribes outside the device API
     messages: int = 0  # publishes handed to ingest
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> messages refused
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> connections closed
+    protocol_levels: dict[int, int] = field(default_factory=dict)  # 4 = 3.1.1, 5 = MQTT 5
 
 
 class DeviceGate:
@@ -115,6 +125,17 @@ class DeviceGate:
         self.devices: dict[str, Device] = {}
         self.stats = BrokerStats()
         self.rlog = RateLimitedLog(log)
+        # amqtt sees the front's loopback hop: its local port -> the client's address
+        self.peers: dict[int, str] = {}
+
+    def peer(self, session: Session) -> str:
+        real = self.peers.get(session.remote_port or 0)
+        return real or f"{session.remote_address}:{session.remote_port}"
+
+    def dropped(self, reason: str, peer: str, detail: str) -> None:
+        """The front closed a connection before the broker saw the bad bytes."""
+        self._count(self.stats.dropped, reason)
+        self.rlog.warning(f"drop:{reason}", f"MQTT connection from {peer} closed: {detail}")
 
     def _count(self, table: dict[str, int], reason: str) -> None:
         table[reason] = table.get(reason, 0) + 1
@@ -126,8 +147,7 @@ class DeviceGate:
             self._count(self.stats.refused_connections, "anonymous")
             self.rlog.warning(
                 "anon",
-                f"MQTT connection from {session.remote_address} refused: "
-                "no access token (username)",
+                f"MQTT connection from {self.peer(session)} refused: no access token (username)",
             )
             self.devices.pop(client, None)
             return False
@@ -137,7 +157,7 @@ class DeviceGate:
             self._count(self.stats.refused_connections, "unknown_token")
             self.rlog.warning(
                 "token",
-                f"MQTT connection from {session.remote_address} refused: unknown access token",
+                f"MQTT connection from {self.peer(session)} refused: unknown access token",
             )
             self.devices.pop(client, None)
             return False
@@ -175,11 +195,12 @@ class DeviceGate:
             )
         return ok
 
-    async def on_message(self, session: Session | None, message: ApplicationMessage) -> None:
+    async def on_publish(self, session: Session | None, topic: str, data: bytes) -> None:
+        if topic not in PUBLISH_TOPICS:  # refused (and counted) by the topic plugin
+            return
         device = self.device_of(session)
         if device is None:
             return
-        data = bytes(message.data or b"")
         if len(data) > self.max_payload_bytes:
             self._reject(
                 device, "too_large", f"{len(data)} bytes, at most {self.max_payload_bytes} accepted"
@@ -187,12 +208,10 @@ class DeviceGate:
             self.ingest.count_rejected(device.tenant, "too_large")
             return
         try:
-            if message.topic == TELEMETRY_TOPIC:
+            if topic == TELEMETRY_TOPIC:
                 await self.ingest.ingest_telemetry(device, data)
-            elif message.topic == ATTRIBUTES_TOPIC:
-                await self.ingest.ingest_attributes(device, data)
             else:
-                return
+                await self.ingest.ingest_attributes(device, data)
             self.stats.messages += 1
         except YugongError as exc:  # counted per tenant by the service
             self._reject(device, str(getattr(exc, "reason", type(exc).__name__)), exc.detail)
@@ -261,36 +280,47 @@ class IngestPlugin(BasePlugin[BaseContext]):
         super().__init__(context)
         self.gate = _gate(context)
 
-    async def on_broker_message_broadcast(
-        self, *, client_id: str, message: ApplicationMessage
+    async def on_mqtt_packet_received(
+        self, *, packet: MQTTPacket[Any, Any, Any], session: Session | None = None
     ) -> None:
-        session = self._session(client_id)
-        await self.gate.on_message(session, message)
+        # Fired by the connection's reader for every packet, before the PUBLISH is handled
+        # (and acknowledged); runs as its own task, which the client leaving never cancels.
+        if not isinstance(packet, PublishPacket) or session is None:
+            return
+        topic = packet.topic_name
+        if topic is None:
+            return
+        if packet.qos == 2 and packet.dup_flag and packet.packet_id in session.inflight_in:
+            return  # a QoS 2 retransmission already handed over
+        await self.gate.on_publish(session, topic, bytes(packet.data or b""))
 
     async def on_broker_client_disconnected(
         self, *, client_id: str, client_session: Session
     ) -> None:
         self.gate.forget(client_session)
 
-    def _session(self, client_id: str) -> Session | None:
-        get = getattr(self.context, "get_session", None)
-        return get(client_id) if get is not None else None
-
 
 class EmbeddedBroker:
-    """``await start()`` listens on ``settings.mqtt_host:mqtt_port``; ``await stop()``."""
+    """``await start()`` listens on ``settings.mqtt_host:mqtt_port``; ``await stop()``.
+
+    amqtt runs on a free loopback port behind :class:`MqttFront`, which owns the public
+    address and speaks MQTT 5 as well as 3.1.1."""
 
     def __init__(self, settings: Settings, directory: TokenDirectory, ingest: Ingest) -> None:
         self.host = settings.mqtt_host
         self.port = settings.mqtt_port
         self.gate = DeviceGate(directory, ingest, max_payload_bytes=settings.mqtt_max_payload_bytes)
+        self.internal_port = 0
         self._broker: Broker | None = None
+        self._front: MqttFront | None = None
 
     def config(self) -> BrokerConfig:
         cfg = {"gate": self.gate}
         return BrokerConfig(
             listeners={
-                "default": ListenerConfig(type=ListenerType.TCP, bind=f"{self.host}:{self.port}")
+                "default": ListenerConfig(
+                    type=ListenerType.TCP, bind=f"127.0.0.1:{self.internal_port}"
+                )
             },
             plugins={
                 f"{__name__}.DeviceAuthPlugin": cfg,
@@ -300,14 +330,40 @@ class EmbeddedBroker:
         )
 
     async def start(self) -> None:
+        self.internal_port = _free_loopback_port()
         self._broker = Broker(self.config())
         await self._broker.start()
+        self._front = MqttFront(
+            self.host,
+            self.port,
+            ("127.0.0.1", self.internal_port),
+            max_payload_bytes=self.gate.max_payload_bytes,
+            on_refused=self.gate.dropped,
+            levels=self.gate.stats.protocol_levels,
+        )
+        self.gate.peers = self._front.peers
+        try:
+            await self._front.start()
+        except BaseException:
+            await self._broker.shutdown()
+            self._broker = None
+            raise
         log.info("embedded MQTT broker listening on %s:%d", self.host, self.port)
 
     async def stop(self) -> None:
+        if self._front is not None:
+            await self._front.stop()
+            self._front = None
         if self._broker is not None:
+            # amqtt waits for the plugin tasks already fired: every parsed PUBLISH is ingested
             await self._broker.shutdown()
             self._broker = None
 
     def stats(self) -> BrokerStats:
         return self.gate.stats
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
