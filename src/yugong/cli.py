@@ -110,10 +110,13 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             f"  Demo tenant: 'Demo Plant' with {len(devices)} simulated machines "
             "(device tokens below; each publishes once a second)"
         )
-        for d in devices[:5]:
+        for d in devices[:20]:
             print(f"    {d.name:<16} {d.product:<15} token {d.token}")
-        if len(devices) > 5:
-            print(f"    ... and {len(devices) - 5} more (yugong device list --tenant demo)")
+        if len(devices) > 20:
+            print(
+                f"    ... and {len(devices) - 20} more; `yugong device token NAME --tenant "
+                "demo` issues a new token for any of them"
+            )
         print("  Stop with Ctrl+C.\n")
         sys.stdout.flush()
         assert platform.mqtt_address is not None
