@@ -14,11 +14,11 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from tests.integration.test_mqtt_embedded import TOKEN, Rig
 from tests.conftest import free_port
+from tests.integration.test_mqtt_embedded import TOKEN, Rig
 from yugong.infra.timeseries import open_store
 
 T0 = 1_700_000_000_000
@@ -56,8 +56,9 @@ def connect(version: int, client_id: str, username: str | None = TOKEN) -> bytes
     return _packet(0x10, body)
 
 
-def publish(version: int, topic: str, payload: bytes, qos: int = 0, pid: int = 0,
-            props: bytes = b"\x00") -> bytes:
+def publish(
+    version: int, topic: str, payload: bytes, qos: int = 0, pid: int = 0, props: bytes = b"\x00"
+) -> bytes:
     body = _str(topic) + (struct.pack("!H", pid) if qos else b"")
     if version == 5:
         body += props
@@ -82,8 +83,9 @@ async def read_packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return first, await reader.readexactly(length)
 
 
-async def raw(rig: Rig, version: int, client_id: str, username: str | None = TOKEN
-              ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+async def raw(
+    rig: Rig, version: int, client_id: str, username: str | None = TOKEN
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
     """A raw connection past CONNECT; returns the CONNACK body."""
     reader, writer = await asyncio.open_connection("127.0.0.1", rig.port)
     writer.write(connect(version, client_id, username))
@@ -129,17 +131,25 @@ async def stored(rig: Rig, series: int, want: int) -> int:
 
 
 @pytest.mark.parametrize("version", [4, 5])
-async def test_qos1_messages_acknowledged_then_disconnect_all_stored(rig: Rig, version: int
-                                                                      ) -> None:
+async def test_qos1_messages_acknowledged_then_disconnect_all_stored(
+    rig: Rig, version: int
+) -> None:
     clients, per_client = 20, 50
 
     async def device(n: int) -> None:
         reader, writer, _ = await raw(rig, version, f"burst-{n}")
-        writer.write(b"".join(
-            publish(version, TELEMETRY,
+        writer.write(
+            b"".join(
+                publish(
+                    version,
+                    TELEMETRY,
                     b'{"ts": %d, "values": {"count": %d}}' % (T0 + n * per_client + i, i),
-                    qos=1, pid=i + 1)
-            for i in range(per_client)))
+                    qos=1,
+                    pid=i + 1,
+                )
+                for i in range(per_client)
+            )
+        )
         acked = 0
         while acked < per_client:
             first, _ = await asyncio.wait_for(read_packet(reader), 5)
@@ -159,10 +169,17 @@ async def test_qos0_burst_then_disconnect_all_stored(rig: Rig) -> None:
 
     async def device(n: int) -> None:
         reader, writer, _ = await raw(rig, 4, f"burst0-{n}")
-        writer.write(b"".join(
-            publish(4, TELEMETRY,
-                    b'{"ts": %d, "values": {"count": %d}}' % (T0 + n * per_client + i, i))
-            for i in range(per_client)) + disconnect(4))
+        writer.write(
+            b"".join(
+                publish(
+                    4,
+                    TELEMETRY,
+                    b'{"ts": %d, "values": {"count": %d}}' % (T0 + n * per_client + i, i),
+                )
+                for i in range(per_client)
+            )
+            + disconnect(4)
+        )
         await writer.drain()
         writer.close()
         await closed(reader)
@@ -177,10 +194,12 @@ async def test_qos0_burst_then_disconnect_all_stored(rig: Rig) -> None:
 class PahoDevice:
     """A paho client in its own network thread, recording what the broker answered."""
 
-    def __init__(self, rig: Rig, protocol: int, token: str = TOKEN, keepalive: int = 60
-                 ) -> None:
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=protocol,
-                                  client_id=f"paho-{protocol}-{time.monotonic_ns()}")
+    def __init__(self, rig: Rig, protocol: int, token: str = TOKEN, keepalive: int = 60) -> None:
+        self.client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            protocol=protocol,
+            client_id=f"paho-{protocol}-{time.monotonic_ns()}",
+        )
         self.client.username_pw_set(token)
         self.connected = threading.Event()
         self.subscribed = threading.Event()
@@ -203,8 +222,9 @@ class PahoDevice:
         self.granted = [int(getattr(x, "value", x)) for x in codes]
         self.subscribed.set()
 
-    def publish(self, payload: bytes, qos: int = 1, topic: str = TELEMETRY,
-                props: Properties | None = None) -> None:
+    def publish(
+        self, payload: bytes, qos: int = 1, topic: str = TELEMETRY, props: Properties | None = None
+    ) -> None:
         info = self.client.publish(topic, payload, qos=qos, properties=props)
         info.wait_for_publish(5)
         assert info.is_published()
@@ -271,21 +291,31 @@ async def test_raw_v5_session_translates_every_packet_type(rig: Rig) -> None:
     reader, writer, connack = await raw(rig, 5, "raw-v5")
     assert connack == b"\x00\x00\x00"  # accepted, and nothing advertised
     # SUBSCRIBE with a property and v5 options (no-local, retain handling) on one filter.
-    writer.write(_packet(0x82, struct.pack("!H", 7) + b"\x02\x0b\x05"
-                         + _str(ATTRIBUTES) + bytes([0x01 | 0x04 | 0x20])))
+    writer.write(
+        _packet(
+            0x82,
+            struct.pack("!H", 7) + b"\x02\x0b\x05" + _str(ATTRIBUTES) + bytes([0x01 | 0x04 | 0x20]),
+        )
+    )
     assert await read_packet(reader) == (0x90, struct.pack("!H", 7) + b"\x00\x01")
-    writer.write(_packet(0xA2, struct.pack("!H", 8) + b"\x00" + _str(ATTRIBUTES)
-                         + _str("v1/devices/me/rpc/request/+")))
+    writer.write(
+        _packet(
+            0xA2,
+            struct.pack("!H", 8) + b"\x00" + _str(ATTRIBUTES) + _str("v1/devices/me/rpc/request/+"),
+        )
+    )
     assert await read_packet(reader) == (0xB0, struct.pack("!H", 8) + b"\x00\x00\x00")
     writer.write(b"\xc0\x00")
     assert await read_packet(reader) == (0xD0, b"")
     # QoS 1 with properties (payload format, user property) and QoS 2 with none.
     props = b"\x09\x01\x01\x26\x00\x01k\x00\x01v"
-    writer.write(publish(5, TELEMETRY, b'{"ts": %d, "values": {"count": 1}}' % T0, qos=1,
-                         pid=9, props=props))
+    writer.write(
+        publish(5, TELEMETRY, b'{"ts": %d, "values": {"count": 1}}' % T0, qos=1, pid=9, props=props)
+    )
     assert await read_packet(reader) == (0x40, struct.pack("!H", 9))
-    writer.write(publish(5, TELEMETRY, b'{"ts": %d, "values": {"count": 2}}' % (T0 + 1),
-                         qos=2, pid=10))
+    writer.write(
+        publish(5, TELEMETRY, b'{"ts": %d, "values": {"count": 2}}' % (T0 + 1), qos=2, pid=10)
+    )
     assert await read_packet(reader) == (0x50, struct.pack("!H", 10))
     writer.write(_packet(0x62, struct.pack("!H", 10) + b"\x00\x00"))  # PUBREL, reason+props
     assert await read_packet(reader) == (0x70, struct.pack("!H", 10))
@@ -314,12 +344,30 @@ async def test_topic_alias_resolved_or_refused(rig: Rig) -> None:
 
     await asyncio.to_thread(run)
     reader, writer, _ = await raw(rig, 5, "alias")
-    writer.write(publish(5, TELEMETRY, b'{"ts": %d, "values": {"count": 6}}' % (T0 + 1),
-                         qos=1, pid=1, props=b"\x03\x23\x00\x02"))
-    writer.write(publish(5, "", b'{"ts": %d, "values": {"count": 7}}' % (T0 + 2),
-                         qos=1, pid=2, props=b"\x03\x23\x00\x02"))
+    writer.write(
+        publish(
+            5,
+            TELEMETRY,
+            b'{"ts": %d, "values": {"count": 6}}' % (T0 + 1),
+            qos=1,
+            pid=1,
+            props=b"\x03\x23\x00\x02",
+        )
+    )
+    writer.write(
+        publish(
+            5,
+            "",
+            b'{"ts": %d, "values": {"count": 7}}' % (T0 + 2),
+            qos=1,
+            pid=2,
+            props=b"\x03\x23\x00\x02",
+        )
+    )
     assert [await read_packet(reader) for _ in range(2)] == [
-        (0x40, b"\x00\x01"), (0x40, b"\x00\x02")]
+        (0x40, b"\x00\x01"),
+        (0x40, b"\x00\x02"),
+    ]
     writer.write(publish(5, TELEMETRY, b"{}", qos=1, pid=3, props=b"\x03\x23\x10\x00"))
     assert await closed(reader) == [(0xE0, b"\x94\x00")]  # alias 4096 was never offered
     writer.close()
@@ -360,10 +408,13 @@ async def test_oversize_refused(rig: Rig, version: int) -> None:
     # A little over the limit: that message is refused, the connection carries on.
     reader, writer, _ = await raw(rig, version, "big")
     writer.write(publish(version, TELEMETRY, b'{"note": "%s"}' % (b"x" * 5000), qos=1, pid=1))
-    writer.write(publish(version, TELEMETRY, b'{"ts": %d, "values": {"count": 8}}' % T0,
-                         qos=1, pid=2))
+    writer.write(
+        publish(version, TELEMETRY, b'{"ts": %d, "values": {"count": 8}}' % T0, qos=1, pid=2)
+    )
     assert [await read_packet(reader) for _ in range(2)] == [
-        (0x40, b"\x00\x01"), (0x40, b"\x00\x02")]
+        (0x40, b"\x00\x01"),
+        (0x40, b"\x00\x02"),
+    ]
     # Far over: a 200 MB remaining length closes the connection before anything buffers it.
     writer.write(b"\x32" + _varint(200_000_000) + _str(TELEMETRY) + b"\x00\x03")
     expected = [(0xE0, b"\x95\x00")] if version == 5 else []
@@ -376,17 +427,18 @@ async def test_oversize_refused(rig: Rig, version: int) -> None:
 
 
 def test_broker_packets_translated_to_mqtt5() -> None:
-    from yugong.infra.mqtt5 import V5Translator
+    from yugong.infra.mqtt5 import DropConnection, V5Translator
 
     t = V5Translator()
     # PUBLISH QoS 1 and QoS 0 gain an empty property block after the packet id / topic.
     assert t.from_broker(0x32, _str("a/b") + b"\x00\x05hi") == _packet(
-        0x32, _str("a/b") + b"\x00\x05\x00hi")
+        0x32, _str("a/b") + b"\x00\x05\x00hi"
+    )
     assert t.from_broker(0x30, _str("a/b") + b"hi") == _packet(0x30, _str("a/b") + b"\x00hi")
     # CONNACK codes: 3.1.1 return code -> MQTT 5 reason code.
     assert t.from_broker(0x20, b"\x01\x00") == b"\x20\x03\x01\x00\x00"
     assert t.from_broker(0x40, b"\x00\x07") == b"\x40\x02\x00\x07"
     # A DISCONNECT asking for the will ends the link without telling the broker.
-    with pytest.raises(Exception):
+    with pytest.raises(DropConnection):
         t.from_client(0xE0, b"\x04\x00")
     assert t.from_client(0xE0, b"\x00\x00") == b"\xe0\x00"

@@ -75,12 +75,8 @@ class PacketTooLarge(MalformedPacket):
         super().__init__(f"packet of {size} bytes, at most {limit} accepted", PACKET_TOO_LARGE)
 
 
-class _Close(Exception):
-    """End the connection; send a v5 DISCONNECT with ``reason`` first if it is not None."""
-
-    def __init__(self, reason: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
+class DropConnection(Exception):
+    """End the connection at once, without a DISCONNECT to either side."""
 
 
 def varint(n: int) -> bytes:
@@ -275,9 +271,9 @@ class V5Translator:
             tail, pos = tail + body[pos:end], end
         if pos != len(body):
             raise MalformedPacket("bytes after the CONNECT payload")
-        # Clean start, or a session that ends with the connection (no expiry interval):
-        # either way nothing should outlive it, which is 3.1.1's clean session.
-        if props.get(SESSION_EXPIRY, 0) == 0:
+        # Clean start, a session that ends with the connection (no expiry interval) or one
+        # with no client id to resume it by: nothing outlives it, 3.1.1's clean session.
+        if props.get(SESSION_EXPIRY, 0) == 0 or _u16(body, start) == 0:
             flags |= 0x02
         return packet(0x10, b"\x00\x04MQTT\x04" + bytes([flags]) + keep_alive + tail)
 
@@ -316,7 +312,7 @@ class V5Translator:
             return b"\xc0\x00"
         if kind == DISCONNECT:
             if body and body[0] == DISCONNECT_WITH_WILL:
-                raise _Close()  # drop the link unannounced: the broker publishes the will
+                raise DropConnection()  # drop the link unannounced: the broker publishes the will
             return b"\xe0\x00"
         if kind == AUTH:
             raise MalformedPacket("enhanced authentication is not supported", BAD_AUTH_METHOD)
@@ -366,7 +362,7 @@ class V5Translator:
         return packet(first, body)  # PUBACK ... PUBCOMP (id only is valid v5), PINGRESP
 
 
-class _ConnackRefused(_Close):
+class _ConnackRefused(DropConnection):
     def __init__(self, connack: bytes) -> None:
         super().__init__()
         self.connack = connack
@@ -380,7 +376,7 @@ def _translate(
     for first, body in packets:
         try:
             out.append(translate(first, body))
-        except (_Close, MalformedPacket) as exc:
+        except (DropConnection, MalformedPacket) as exc:
             return b"".join(out), exc
     return b"".join(out), None
 

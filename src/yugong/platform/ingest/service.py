@@ -2,19 +2,25 @@
 writer and the bus.
 
 Every entry point is atomic: one rejected value refuses the whole message or request and
-nothing from it is stored. Values outside a property's min/max are stored with uncertain
-quality and counted. Rejections are counted per tenant under a reason
+nothing from it is stored. :meth:`IngestService.ingest_messages` takes many MQTT messages at
+once (one drain of a subscriber's queue): each message is still accepted or refused whole,
+and the accepted ones leave as one batch (one write, one bus publish, one touch).
+
+Values outside a property's min/max are stored with uncertain quality and counted.
+Rejections are counted per tenant under a reason
 (``unknown_property``, ``wrong_type``, ``not_integer``, ``not_in_enum``, ``too_long``,
 ``malformed``, ``too_many_points``, ``bad_timestamp``, ``unknown_device``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias, TypeGuard
+from typing import Any, Literal, TypeAlias, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from yugong.core.errors import FieldError, PayloadTooLarge, YugongError
+from yugong.core.quality import Quality
 from yugong.core.samples import SAMPLE_SCHEMA
 from yugong.core.timeutil import ms_array_to_us, now_us, to_us
 from yugong.infra.bus import Bus
@@ -41,6 +48,10 @@ log = logging.getLogger(__name__)
 SAMPLES_TOPIC = "samples"
 ATTRIBUTES_TOPIC = "attributes"
 
+MessageKind: TypeAlias = Literal["telemetry", "attributes"]
+# One MQTT message: the device (from the topic or the client's credentials), the raw
+# payload and which API it came in on.
+Message: TypeAlias = tuple[DeviceBinding, bytes | bytearray | memoryview, str]
 ColumnValues: TypeAlias = Sequence[Any] | npt.NDArray[Any] | pa.Array | pa.ChunkedArray
 Columns: TypeAlias = Mapping[str, tuple[npt.ArrayLike, ColumnValues]]
 
@@ -52,6 +63,17 @@ class IngestResult:
 
     def as_dict(self) -> dict[str, int]:
         return {"accepted": self.accepted, "out_of_range": self.out_of_range}
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What :meth:`IngestService.ingest_messages` did with one drain of messages."""
+
+    accepted: int  # messages accepted (telemetry and attributes)
+    points: int  # points stored from them
+    out_of_range: int  # of those, stored as uncertain
+    attributes: int  # attribute updates accepted
+    rejected: list[tuple[int, YugongError]]  # (index in the drain, why), in index order
 
 
 @dataclass
@@ -190,7 +212,8 @@ class IngestService:
         with self._counting(device.tenant):
             attrs = parse_attributes(payload)
         if self.attribute_sink is not None:
-            self.attribute_sink(device, attrs)
+            # A database write: keep it off the event loop.
+            await asyncio.to_thread(self.attribute_sink, device, attrs)
         self.bus.publish(
             ATTRIBUTES_TOPIC,
             {"tenant": device.tenant, "device": device.device, "attributes": attrs},
@@ -198,6 +221,91 @@ class IngestService:
         with self._lock:
             self._tenant(device.tenant).attributes += len(attrs)
         return len(attrs)
+
+    async def ingest_messages(
+        self, items: Sequence[Message], received_us: Sequence[int] | None = None
+    ) -> BatchOutcome:
+        """Many MQTT messages at once, each accepted or refused whole by the same rules as
+        :meth:`ingest_telemetry` / :meth:`ingest_attributes`. The accepted telemetry leaves
+        as one batch. ``received_us`` (per message) stamps values that carry no ``ts``;
+        without it the drain's time is used. Refusals are counted and returned, not raised."""
+        now = now_us()
+        rejected: dict[int, YugongError] = {}
+        attributes: list[int] = []
+        parsed: dict[int, list[TelemetryEntry]] = {}
+        groups: dict[Any, _Group] = {}
+        by_binding: dict[int, _Group] = {}  # id(PropertyBinding) -> its group, this drain
+        last_default = 0
+        for i, (device, payload, kind) in enumerate(items):
+            if kind != "telemetry":
+                if kind != "attributes":
+                    raise ValueError(f"unknown message kind {kind!r}")
+                attributes.append(i)
+                continue
+            try:
+                entries = parse_telemetry(payload)
+                self._check_size(sum(len(e.values) for e in entries))
+            except YugongError as exc:
+                rejected[i] = exc
+                continue
+            parsed[i] = entries
+            # Values without ts get the receive time, kept strictly increasing so two such
+            # messages for one series in a drain do not collapse into one point.
+            default = max(received_us[i] if received_us is not None else now, last_default + 1)
+            used_default = False
+            props = device.properties
+            for j, entry in enumerate(entries):
+                ts = entry.ts_us
+                if ts is None:
+                    ts = default
+                    used_default = True
+                for key, value in entry.values.items():
+                    pb = props.get(key)
+                    if pb is None:
+                        rejected[i] = _unknown_property(device, key, _item(j, entries))
+                        break
+                    g = by_binding.get(id(pb))
+                    if g is None:
+                        rule = _rules(pb)
+                        g = groups.get(rule)
+                        if g is None:
+                            g = groups[rule] = _Group(pb, device.name)
+                        by_binding[id(pb)] = g
+                    g.ts.append(ts)
+                    g.series.append(pb.series)
+                    g.values.append(value)
+                    g.msg.append(i)
+                else:
+                    continue
+                break
+            if used_default:
+                last_default = default
+
+        checked = self._check_groups(items, list(groups.values()), parsed, rejected)
+        batch, tenants = _assemble_groups(items, checked)
+        ok = [i for i in parsed if i not in rejected]
+        if batch.num_rows:
+            await self.writer.submit(batch)
+            self.bus.publish(SAMPLES_TOPIC, batch)
+            self.directory.touch(sorted({items[i][0].device for i in ok}), now_us())
+        points, out = self._count_batch(batch, tenants, [items[i][0].tenant for i in ok])
+        for i, why in rejected.items():
+            self.count_rejected(items[i][0].tenant, str(getattr(why, "reason", "invalid")))
+
+        n_attrs = 0
+        for i in attributes:
+            device, payload, _ = items[i]
+            try:  # counts its own refusals
+                n_attrs += await self.ingest_attributes(device, payload)
+            except YugongError as exc:
+                rejected[i] = exc
+        return BatchOutcome(
+            accepted=len(ok) + len(attributes) - sum(1 for i in attributes if i in rejected),
+            points=points,
+            out_of_range=out,
+            attributes=n_attrs,
+            rejected=sorted(rejected.items(), key=lambda r: r[0]),
+        )
 
     def stats(self) -> dict[int, TenantStats]:
         """Counters per tenant (a snapshot)."""
@@ -230,9 +338,7 @@ class IngestService:
                 col = cols.get(key)
                 if col is None:
                     if key not in props:
-                        raise _unknown_property(
-                            device, key, f"item {i}" if len(entries) > 1 else ""
-                        )
+                        raise _unknown_property(device, key, _item(i, entries))
                     col = cols[key] = ([], [], [])
                 col[0].append(ts)
                 col[1].append(value)
@@ -367,6 +473,75 @@ class IngestService:
             )
         return b
 
+    def _check_groups(
+        self,
+        items: Sequence[Message],
+        groups: list[_Group],
+        parsed: dict[int, list[TelemetryEntry]],
+        rejected: dict[int, YugongError],
+    ) -> list[tuple[_Group, npt.NDArray[np.bool_], Checked]]:
+        """Validate each group of like properties as one column. A column that fails is
+        re-checked message by message (the single-message path, so the error is the same)
+        to refuse exactly the messages at fault; columns that held them are checked again."""
+        msgs = [np.asarray(g.msg, dtype=np.int64) for g in groups]
+        keeps: list[npt.NDArray[np.bool_]] = []
+        done: list[Checked | None] = []
+        for g, m in zip(groups, msgs, strict=True):
+            keep = _keep(m, rejected)
+            keeps.append(keep)
+            try:
+                done.append(check_column(g.rules, _take(g.values, keep), g.device))
+            except Rejected:
+                done.append(None)
+                for i in sorted({int(x) for x in m[keep]}):
+                    try:
+                        self.build_telemetry(items[i][0], parsed[i])
+                    except YugongError as exc:
+                        rejected[i] = exc
+        while True:
+            out: list[tuple[_Group, npt.NDArray[np.bool_], Checked]] = []
+            for k, (g, m) in enumerate(zip(groups, msgs, strict=True)):
+                keep = _keep(m, rejected)
+                if not keep.any():
+                    continue
+                checked = done[k]
+                if checked is None or not np.array_equal(keep, keeps[k]):
+                    try:
+                        checked = check_column(g.rules, _take(g.values, keep), g.device)
+                    except Rejected as exc:
+                        # Not expected: message by message they passed. Refuse them all
+                        # rather than store a value the rules refuse.
+                        for i in {int(x) for x in m[keep]}:
+                            rejected[i] = exc
+                        break
+                    done[k], keeps[k] = checked, keep
+                out.append((g, keep, checked))
+            else:
+                return out
+
+    def _count_batch(
+        self, batch: pa.Table, tenants: npt.NDArray[np.int32], ok_tenants: list[int]
+    ) -> tuple[int, int]:
+        quality = batch.column("quality").to_numpy()
+        uncertain = quality == Quality.UNCERTAIN
+        per_tenant: dict[int, tuple[int, int]] = {}
+        if len(tenants):
+            keys, inverse = np.unique(tenants, return_inverse=True)
+            points = np.bincount(inverse, minlength=len(keys))
+            oor = np.bincount(inverse, weights=uncertain, minlength=len(keys))
+            per_tenant = {
+                int(k): (int(p), int(o)) for k, p, o in zip(keys, points, oor, strict=True)
+            }
+        messages = Counter(ok_tenants)
+        with self._lock:
+            for t in per_tenant.keys() | messages.keys():
+                st = self._tenant(t)
+                p, o = per_tenant.get(t, (0, 0))
+                st.accepted += p
+                st.out_of_range += o
+                st.messages += messages.get(t, 0)
+        return batch.num_rows, int(uncertain.sum())
+
     def _check_size(self, points: int) -> None:
         if points > self.max_points:
             raise TooManyPoints(f"{points} points in one request; at most {self.max_points}")
@@ -410,6 +585,59 @@ class _Counting:
     ) -> None:
         if isinstance(exc, YugongError):
             self.service.count_rejected(self.tenant, str(getattr(exc, "reason", "invalid")))
+
+
+class _Group:
+    """Values of one drain whose properties share the same rules, checked as one column."""
+
+    __slots__ = ("device", "msg", "rules", "series", "ts", "values")
+
+    def __init__(self, rules: PropertyBinding, device: str) -> None:
+        self.rules = rules
+        self.device = device
+        self.ts: list[int] = []
+        self.series: list[int] = []
+        self.values: list[Any] = []
+        self.msg: list[int] = []  # index of the message each value came in
+
+
+def _rules(pb: PropertyBinding) -> tuple[Any, ...]:
+    """What check_column looks at, besides names used in its messages."""
+    return (pb.kind, pb.min, pb.max, pb.enum_values, pb.max_length)
+
+
+def _item(i: int, entries: Sequence[TelemetryEntry]) -> str:
+    return f"item {i}" if len(entries) > 1 else ""
+
+
+def _keep(msg: npt.NDArray[np.int64], rejected: Mapping[int, object]) -> npt.NDArray[np.bool_]:
+    if not rejected:
+        return np.ones(len(msg), dtype=bool)
+    return ~np.isin(msg, np.fromiter(rejected, dtype=np.int64, count=len(rejected)))
+
+
+def _take(values: list[Any], keep: npt.NDArray[np.bool_]) -> list[Any]:
+    return values if keep.all() else [v for v, k in zip(values, keep.tolist(), strict=True) if k]
+
+
+def _assemble_groups(
+    items: Sequence[Message], checked: list[tuple[_Group, npt.NDArray[np.bool_], Checked]]
+) -> tuple[pa.Table, npt.NDArray[np.int32]]:
+    """One SAMPLE_SCHEMA batch from the checked groups; also the tenant of each row."""
+    if not checked:
+        return SAMPLE_SCHEMA.empty_table(), np.empty(0, dtype=np.int32)
+    tenant_of = np.fromiter((d.tenant for d, _, _ in items), dtype=np.int32, count=len(items))
+    tenants, series, ts = [], [], []
+    for g, keep, _ in checked:
+        msg = np.asarray(g.msg, dtype=np.int64)[keep]
+        tenants.append(tenant_of[msg])
+        series.append(np.asarray(g.series, dtype=np.int32)[keep])
+        ts.append(np.asarray(g.ts, dtype=np.int64)[keep])
+    tenant = np.concatenate(tenants)
+    table = _sample_table(
+        tenant, np.concatenate(series), np.concatenate(ts), [c for _, _, c in checked]
+    )
+    return table, tenant
 
 
 def _is_entries(payload: Any) -> TypeGuard[list[TelemetryEntry]]:
@@ -508,19 +736,31 @@ def _assemble(
     n = sum(len(c) for _, _, c in parts)
     series = np.concatenate([np.full(len(c), pb.series, dtype=np.int32) for pb, _, c in parts])
     ts = np.concatenate([t for _, t, _ in parts]) if len(parts) > 1 else parts[0][1]
-    quality = np.concatenate([c.quality for _, _, c in parts])
+    tenants = np.full(n, tenant, dtype=np.int32)
+    batch = _sample_table(tenants, series, ts, [c for _, _, c in parts])
+    out = sum(c.out_of_range for _, _, c in parts)
+    return batch, IngestResult(n, out)
+
+
+def _sample_table(
+    tenant: npt.NDArray[np.int32],
+    series: npt.NDArray[np.int32],
+    ts: npt.NDArray[np.int64],
+    checked: list[Checked],
+) -> pa.Table:
+    quality = np.concatenate([c.quality for c in checked])
     values = [
         pa.array(c.value, type=pa.float64(), from_pandas=True)
         if c.value is not None
         else pa.nulls(len(c), pa.float64())
-        for _, _, c in parts
+        for c in checked
     ]
-    texts = [c.text if c.text is not None else pa.nulls(len(c), pa.string()) for _, _, c in parts]
+    texts = [c.text if c.text is not None else pa.nulls(len(c), pa.string()) for c in checked]
     value = values[0] if len(values) == 1 else pa.concat_arrays(values)
     text = texts[0] if len(texts) == 1 else pa.concat_arrays(texts)
-    batch = pa.Table.from_arrays(
+    return pa.Table.from_arrays(
         [
-            pa.array(np.full(n, tenant, dtype=np.int32)),
+            pa.array(tenant),
             pa.array(series),
             pa.array(ts.astype(np.int64, copy=False)),
             value,
@@ -529,15 +769,16 @@ def _assemble(
         ],
         schema=SAMPLE_SCHEMA,
     )
-    out = sum(c.out_of_range for _, _, c in parts)
-    return batch, IngestResult(n, out)
 
 
 __all__ = [
     "ATTRIBUTES_TOPIC",
     "SAMPLES_TOPIC",
+    "BatchOutcome",
     "IngestResult",
     "IngestService",
+    "Message",
+    "MessageKind",
     "Rejected",
     "TenantStats",
     "TooManyPoints",
