@@ -125,9 +125,16 @@ def main() -> None:
             ).raise_for_status()
         series = [s["id"] for s in c.get("/api/v1/devices/3/series", headers=h).json()]
         # Ingest as the plant's own engineer, as a plant's scripts would.
-        c.post("/api/v1/users", headers=h, json={
-            "username": "engineer", "password": PASSWORD, "role": "engineer",
-            "tenant_id": tenant}).raise_for_status()
+        c.post(
+            "/api/v1/users",
+            headers=h,
+            json={
+                "username": "engineer",
+                "password": PASSWORD,
+                "role": "engineer",
+                "tenant_id": tenant,
+            },
+        ).raise_for_status()
         token = c.post("/api/v1/auth/login", json={"username": "engineer", "password": PASSWORD})
         h = {"Authorization": f"Bearer {token.json()['access_token']}"}
 

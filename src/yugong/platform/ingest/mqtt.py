@@ -6,22 +6,31 @@ decide which client may publish under which device id, so the topic is the ident
 With ``mqtt_shared_subscription`` the subscriptions are ``$share/yugong/...`` and several
 platform processes split the messages between them.
 
-How messages flow: a reader thread owns the connection (MQTT 3.1.1, subscribe side only:
-connect, subscribe, receive, acknowledge, keep alive). It reads the socket in large chunks,
-splits them into PUBLISH packets and appends ``(topic, payload, received_us)`` to a queue,
-then acknowledges the chunk's QoS 1 messages in one write. The event loop drains the queue,
-up to ``drain_max`` messages at a time, into :meth:`IngestService.ingest_messages`: one
-validation pass, one batch to the writer, one bus publish per drain. Reading never waits
-for ingest, so the broker's per-client queue (Mosquitto: ``max_queued_messages``, 1000 by
-default, beyond which it drops QoS 1 messages) stays empty; when ingest falls more than
-``queue_max`` messages behind, reading pauses and the backlog waits in the broker instead.
+How messages flow: a reader thread owns the connection (MQTT 5, or 3.1.1 with a broker
+that does not answer 5; subscribe side only: connect, subscribe, receive, acknowledge, keep
+alive). It reads the socket in large chunks, splits them into PUBLISH packets, appends
+``(topic, payload, received_us)`` to a queue, then acknowledges the chunk's QoS 1 messages
+in one write. The event loop drains the queue, up to ``drain_max`` messages at a time, into
+:meth:`IngestService.ingest_messages`: one validation pass, one batch to the writer, one bus
+publish per drain.
+
+Why no QoS 1 message is dropped on the way in: the CONNECT announces a Receive Maximum of
+65535, so the broker streams QoS 1 messages instead of stopping at its own in-flight limit
+(Mosquitto: ``max_inflight_messages`` 20) and parking the rest in its per-client queue,
+which drops beyond ``max_queued_messages`` (1000 by default). Reading never waits for
+ingest; only when ingest falls ``queue_max`` messages behind does reading pause, and the
+backlog then waits in the broker (there the broker's limits apply again). Over MQTT 3.1.1
+the broker's in-flight limit applies; raise ``max_inflight_messages`` / ``max_queued_messages``
+there, or use several platform processes on a shared subscription.
 
 Durability: a QoS 1 message is acknowledged once it is in this process's queue, before it
 is written to the store. If the process dies, messages it had acknowledged but not yet
 written (its queue plus the writer's) are lost; the broker redelivers only unacknowledged
-ones. While the process is away, the broker keeps QoS 1 messages for it only if it has a
-fixed client ``identifier`` (a persistent session, ``clean session`` off); the broker's
-``max_queued_messages`` bounds how many.
+ones. While the process is away, the broker keeps QoS 1 messages for it only with a fixed
+client ``identifier``: the session is then persistent (clean start off, kept by the broker
+for ``SESSION_EXPIRY_S`` after a disconnect) and the broker's queue limits bound how many
+messages wait. With a shared subscription, messages of one device may be spread over the
+subscribers and arrive out of order between them (points carry their own timestamps).
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ MAX_BACKOFF_S = 30.0
 KEEPALIVE_S = 30
 READ_BYTES = 256 * 1024
 POLL_S = 0.2  # how often the reader looks up from the socket (stop, keepalive)
+CONNACK_TIMEOUT_S = 5.0
 RECEIVE_MAXIMUM = 65_535  # QoS 1 messages the broker may have unacknowledged towards us
 SESSION_EXPIRY_S = 24 * 3600  # a persistent session outlives a disconnect by this long
 
@@ -83,6 +93,10 @@ _REFUSALS = {  # CONNACK / SUBACK / DISCONNECT codes, 3.1.1 (1-5) and 5 (0x80 an
 
 def _why(code: int) -> str:
     return _REFUSALS.get(code, f"code {code:#x}")
+
+
+def _name(version: int) -> str:
+    return "5" if version == 5 else "3.1.1"
 
 
 def _skip_properties(body: bytes, p: int) -> int:
@@ -405,7 +419,8 @@ class ExternalBrokerIngest:
             )
             sock.settimeout(POLL_S)
             pending = b""
-            last_in = last_out = time.monotonic()
+            last_in = last_out = opened = time.monotonic()
+            answered = False
             while not self._stop.is_set():
                 try:
                     chunk = sock.recv(READ_BYTES)
@@ -430,6 +445,7 @@ class ExternalBrokerIngest:
                         last_out = now
                     for kind, body in control:
                         if kind == 2:  # CONNACK
+                            answered = True
                             code = body[1] if len(body) > 1 else -1
                             if code in (1, 0x84) and v == 5:
                                 self._version = 4  # a 3.1.1 broker: ask again in 3.1.1
@@ -453,13 +469,15 @@ class ExternalBrokerIngest:
                                 ", ".join(self.topics),
                                 a.host,
                                 a.port,
-                                "5" if v == 5 else "3.1.1",
+                                _name(v),
                                 self.qos,
                             )
                             yield
                         elif kind == 14:  # DISCONNECT from the broker (MQTT 5)
                             code = body[0] if body else 0
                             raise ConnectionError(f"the broker disconnected us: {_why(code)}")
+                if not answered and now - opened > CONNACK_TIMEOUT_S:
+                    raise TimeoutError(f"no answer to CONNECT (MQTT {_name(v)})")
                 if now - last_in > KEEPALIVE_S * 1.5:
                     raise TimeoutError(f"no answer from the broker for {now - last_in:.0f} s")
                 if now - last_out > KEEPALIVE_S / 2:
@@ -471,6 +489,10 @@ class ExternalBrokerIngest:
                 sock.sendall(DISCONNECT)
         finally:
             sock.close()
+            if not answered and v == self._version:
+                # Some brokers drop or ignore an MQTT 5 CONNECT they do not understand:
+                # alternate versions until one is answered, then keep it.
+                self._version = 4 if v == 5 else 5
 
     def _wait_for_room(self) -> None:
         """Ingest is far behind: stop reading (the broker holds the backlog) until it
@@ -508,6 +530,7 @@ class ExternalBrokerIngest:
                 await self.handle(batch)
                 if len(q) < self.queue_max // 2:
                     self._room.set()
+                await asyncio.sleep(0)  # let the rest of the loop run between drains
             if self._closing:
                 return
 

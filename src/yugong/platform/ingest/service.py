@@ -244,7 +244,8 @@ class IngestService:
                 continue
             try:
                 entries = parse_telemetry(payload)
-                self._check_size(sum(len(e.values) for e in entries))
+                if len(entries) > 1 or len(entries[0].values) > self.max_points:
+                    self._check_size(sum(len(e.values) for e in entries))
             except YugongError as exc:
                 rejected[i] = exc
                 continue
