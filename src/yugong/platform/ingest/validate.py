@@ -103,36 +103,33 @@ def _first(values: list[Any], bad: set[type]) -> int:
     return next(i for i, v in enumerate(values) if type(v) in bad)
 
 
-def _check_list(prop: PropertyBinding, values: list[Any], device: str, where: Where) -> Checked:
-    types = set(map(type, values))
-    types.discard(type(None))
-    kind = prop.kind
-    if kind in ("text", "json"):
-        allowed: set[type] = {str} if kind == "text" else {str, dict, list}
-        bad = types - allowed
-        if bad:
-            i = _first(values, bad)
-            raise reject(
-                "wrong_type",
-                device,
-                prop.identifier,
-                f"expected {_KIND_WORDS[kind]}, got {_type_word(values[i])}",
-                where(i),
-            )
-        if kind == "json" and types - {str}:
-            values = [orjson.dumps(v).decode() if isinstance(v, dict | list) else v for v in values]
-        return _check_text(prop, pa.array(values, type=pa.string()), device, where)
-    numeric: set[type] = {int, float, bool} if kind == "bool" else {int, float}
-    bad = types - numeric
+def _refuse_types(
+    prop: PropertyBinding, values: list[Any], bad: set[type], device: str, where: Where
+) -> None:
+    """Reject the column at its first value of a type the property cannot hold."""
     if bad:
         i = _first(values, bad)
         raise reject(
             "wrong_type",
             device,
             prop.identifier,
-            f"expected {_KIND_WORDS[kind]}, got {_type_word(values[i])}",
+            f"expected {_KIND_WORDS[prop.kind]}, got {_type_word(values[i])}",
             where(i),
         )
+
+
+def _check_list(prop: PropertyBinding, values: list[Any], device: str, where: Where) -> Checked:
+    types = set(map(type, values))
+    types.discard(type(None))
+    kind = prop.kind
+    if kind in ("text", "json"):
+        allowed: set[type] = {str} if kind == "text" else {str, dict, list}
+        _refuse_types(prop, values, types - allowed, device, where)
+        if kind == "json" and types - {str}:
+            values = [orjson.dumps(v).decode() if isinstance(v, dict | list) else v for v in values]
+        return _check_text(prop, pa.array(values, type=pa.string()), device, where)
+    numeric: set[type] = {int, float, bool} if kind == "bool" else {int, float}
+    _refuse_types(prop, values, types - numeric, device, where)
     try:
         arr = np.array(values, dtype=np.float64)  # None -> NaN, True -> 1.0
     except OverflowError:
