@@ -175,3 +175,40 @@ def test_json_ingest_with_a_login(tmp_path: Path, shape: str) -> None:
             if cursor is None:
                 break
         assert seen == [t0 + i * 1000 for i in range(100)]
+
+
+def test_through_an_external_broker(tmp_path: Path, mosquitto: tuple[str, int]) -> None:
+    """YUGONG_MQTT_URL set: no embedded broker; the platform subscribes to Mosquitto and a
+    device publishes under its id there."""
+    host, port = mosquitto
+    prefix = f"yugong-test/{time.time_ns()}/devices"
+    settings = make_settings(tmp_path, mqtt_url=f"mqtt://{host}:{port}", mqtt_topic_prefix=prefix)
+    t0 = 1_700_000_000_000
+    with BackgroundServer(settings) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        assert srv.platform.mqtt_address is None  # nothing embedded is listening
+        api = Api(c)
+        world = api.setup_tenant(api.admin(), "Gamma Mill")
+        api.wait_for(lambda: srv.platform._subscriber.ready.is_set())
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"dev-{time.time_ns()}")
+        client.connect(host, port)
+        client.loop_start()
+        try:
+            for i in range(20):
+                body = {"ts": t0 + i * 1000, "values": {"temperature": float(i)}}
+                client.publish(
+                    f"{prefix}/{world.device_id}/telemetry", orjson.dumps(body), qos=1
+                ).wait_for_publish(10)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        raw = api.wait_for(
+            lambda: (lambda b: b if len(b["series"][0]["ts"]) == 20 else None)(
+                api.call(
+                    "GET",
+                    f"/api/v1/devices/{world.device_id}/timeseries",
+                    world.headers,
+                    params={"keys": "temperature", "start": t0, "end": t0 + 60_000},
+                )
+            )
+        )
+        assert raw["series"][0]["value"] == [float(i) for i in range(20)]

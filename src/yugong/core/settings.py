@@ -76,6 +76,12 @@ class Settings(BaseSettings):
         description="External broker: devices publish to "
         "PREFIX/{device_id}/telemetry and PREFIX/{device_id}/attributes.",
     )
+    mqtt_client_id: str | None = Field(
+        None,
+        description="External broker: a fixed client id makes the platform's session "
+        "persistent, so the broker keeps QoS 1 messages while the platform is away. Give each "
+        "platform process its own. Default: a random id and a clean session.",
+    )
     mqtt_shared_subscription: bool = Field(
         False,
         description="External broker: subscribe as $share/yugong/... so several "

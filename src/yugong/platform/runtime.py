@@ -85,7 +85,9 @@ class Platform:
         if s.mqtt_url:
             from yugong.platform.ingest.mqtt import ExternalBrokerIngest
 
-            self._subscriber = ExternalBrokerIngest(s, self.directory, self.ingest)
+            self._subscriber = ExternalBrokerIngest(
+                s, self.directory, self.ingest, identifier=s.mqtt_client_id
+            )
             await self._subscriber.start()
         elif s.mqtt_embedded:
             from yugong.infra.broker import EmbeddedBroker
