@@ -41,5 +41,10 @@ class BenchDirectory:
         pass
 
 
+_SCRATCH = tempfile.TemporaryDirectory(prefix="yugong-bench-")  # removed at exit
+
+
 def store_url() -> str:
-    return f"duckdb:///{Path(tempfile.mkdtemp(prefix='yugong-bench-')) / 'ts.duckdb'}"
+    """A fresh DuckDB file in this run's scratch directory."""
+    path = Path(tempfile.mkdtemp(dir=_SCRATCH.name)) / "ts.duckdb"
+    return f"duckdb:///{path}"

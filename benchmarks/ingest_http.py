@@ -95,7 +95,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=20_000, help="rows per JSON request (x10 points)")
     ap.add_argument("--requests", type=int, default=10)
     args = ap.parse_args()
-    data = Path(tempfile.mkdtemp(prefix="yugong-bench-http-"))
+    scratch = tempfile.TemporaryDirectory(prefix="yugong-bench-http-")
+    data = Path(scratch.name)
     settings = Settings(
         data_dir=data,
         mqtt_embedded=False,
