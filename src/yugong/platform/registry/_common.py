@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from yugong.core.errors import Conflict, FieldError, InvalidInput
+from yugong.core.errors import Conflict, FieldError, InvalidInput, NotFound
 from yugong.security.principal import Principal
 
 from .records import ChangeEvent
@@ -35,6 +36,30 @@ def scope(p: Principal, tenant_id: int | None) -> int | None:
     if p.is_platform and tenant_id is None:
         return None
     return p.tenant_for(tenant_id)
+
+
+class TenantOwned(Protocol):
+    tenant_id: Any
+
+
+Owned = TypeVar("Owned", bound=TenantOwned)
+
+
+def get_scoped(
+    s: Session,
+    model: type[Owned],
+    p: Principal,
+    object_id: int,
+    tenant_id: int | None,
+    label: str,
+) -> Owned:
+    """One object by id within the caller's scope; another tenant's object reads as
+    not found, exactly like one that does not exist."""
+    tenant = scope(p, tenant_id)
+    obj = s.get(model, object_id)
+    if obj is None or (tenant is not None and obj.tenant_id != tenant):
+        raise NotFound(f"{label} {object_id} not found")
+    return obj
 
 
 def invalid(loc: str, msg: str) -> InvalidInput:

@@ -22,8 +22,8 @@ from ._common import (
     check_paging,
     clean_attributes,
     clean_name,
+    get_scoped,
     invalid,
-    scope,
     unique_violation,
 )
 from .models import ASSET_KINDS, PARENT_KIND, Asset, Device
@@ -43,11 +43,7 @@ class AssetService:
 
     @staticmethod
     def _get(s: Session, p: Principal, asset_id: int, tenant_id: int | None) -> Asset:
-        tenant = scope(p, tenant_id)
-        a = s.get(Asset, asset_id)
-        if a is None or (tenant is not None and a.tenant_id != tenant):
-            raise NotFound(f"asset {asset_id} not found")
-        return a
+        return get_scoped(s, Asset, p, asset_id, tenant_id, "asset")
 
     @staticmethod
     def _parent(s: Session, tenant: int, kind: str, parent_id: int | None) -> Asset | None:

@@ -25,6 +25,7 @@ from ._common import (
     check_paging,
     clean_attributes,
     clean_name,
+    get_scoped,
     invalid,
     scope,
     unique_violation,
@@ -78,11 +79,7 @@ class DeviceService:
 
     @staticmethod
     def _get(s: Session, p: Principal, device_id: int, tenant_id: int | None) -> Device:
-        tenant = scope(p, tenant_id)
-        d = s.get(Device, device_id)
-        if d is None or (tenant is not None and d.tenant_id != tenant):
-            raise NotFound(f"device {device_id} not found")
-        return d
+        return get_scoped(s, Device, p, device_id, tenant_id, "device")
 
     # References to other objects must be in the same tenant; a miss reads as "not found"
     # whether the id exists elsewhere or not.

@@ -14,7 +14,7 @@ from sqlalchemy import func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from yugong.core import tsl
-from yugong.core.errors import Conflict, FieldError, NotFound
+from yugong.core.errors import Conflict, FieldError
 from yugong.infra.db import Database, utcnow
 from yugong.security.principal import Principal
 
@@ -23,8 +23,8 @@ from ._common import (
     Notify,
     check_paging,
     clean_name,
+    get_scoped,
     invalid,
-    scope,
     unique_violation,
 )
 from .models import Device, Product, Series
@@ -100,11 +100,7 @@ class ProductService:
 
     @staticmethod
     def _get(s: Session, p: Principal, product_id: int, tenant_id: int | None) -> Product:
-        tenant = scope(p, tenant_id)
-        pr = s.get(Product, product_id)
-        if pr is None or (tenant is not None and pr.tenant_id != tenant):
-            raise NotFound(f"product {product_id} not found")
-        return pr
+        return get_scoped(s, Product, p, product_id, tenant_id, "product")
 
     @staticmethod
     def _check_key(s: Session, tenant: int, key: str) -> None:
