@@ -1,0 +1,1 @@
+"""Southbound connectors: one module per protocol, one interface."""
