@@ -81,6 +81,20 @@ class Ingest(Protocol):
     def count_rejected(self, tenant: int, reason: str) -> None: ...
 
 
+class GatewayHandler(Protocol):
+    """The ThingsBoard gateway API, as far as the broker uses it."""
+
+    def handle(self, gateway: Any, topic: str, payload: bytes) -> Awaitable[Any]: ...
+
+
+GATEWAY_PUBLISH_TOPICS = frozenset(
+    f"v1/gateway/{t}" for t in ("connect", "disconnect", "telemetry", "attributes")
+)
+GATEWAY_SUBSCRIBE_TOPICS = frozenset(
+    f"v1/gateway/{t}" for t in ("attributes", "attributes/response", "rpc")
+)
+
+
 class RateLimitedLog:
     """One log line per key per ``interval_s``; the lines held back are counted in the next."""
 
@@ -117,10 +131,16 @@ class DeviceGate:
     """State the broker plugins share: client id -> device, counters, ingest."""
 
     def __init__(
-        self, directory: TokenDirectory, ingest: Ingest, *, max_payload_bytes: int
+        self,
+        directory: TokenDirectory,
+        ingest: Ingest,
+        *,
+        max_payload_bytes: int,
+        gateway: GatewayHandler | None = None,
     ) -> None:
         self.directory = directory
         self.ingest = ingest
+        self.gateway = gateway
         self.max_payload_bytes = max_payload_bytes
         self.devices: dict[str, Device] = {}
         self.stats = BrokerStats()
@@ -181,10 +201,11 @@ class DeviceGate:
         device = self.device_of(session)
         if device is None or topic is None:
             return False
+        gateway = self.gateway is not None and getattr(device, "is_gateway", False)
         if action == Action.PUBLISH:
-            ok = topic in PUBLISH_TOPICS
+            ok = topic in PUBLISH_TOPICS or (gateway and topic in GATEWAY_PUBLISH_TOPICS)
         elif action == Action.SUBSCRIBE:
-            ok = topic in SUBSCRIBE_TOPICS
+            ok = topic in SUBSCRIBE_TOPICS or (gateway and topic in GATEWAY_SUBSCRIBE_TOPICS)
         else:  # RECEIVE: nothing fans out between devices
             return False
         if not ok:
@@ -196,8 +217,8 @@ class DeviceGate:
         return ok
 
     async def on_publish(self, session: Session | None, topic: str, data: bytes) -> None:
-        if topic not in PUBLISH_TOPICS:  # refused (and counted) by the topic plugin
-            return
+        if topic not in PUBLISH_TOPICS and topic not in GATEWAY_PUBLISH_TOPICS:
+            return  # refused (and counted) by the topic plugin
         device = self.device_of(session)
         if device is None:
             return
@@ -210,8 +231,12 @@ class DeviceGate:
         try:
             if topic == TELEMETRY_TOPIC:
                 await self.ingest.ingest_telemetry(device, data)
-            else:
+            elif topic == ATTRIBUTES_TOPIC:
                 await self.ingest.ingest_attributes(device, data)
+            elif self.gateway is not None and getattr(device, "is_gateway", False):
+                await self.gateway.handle(device, topic, data)
+            else:
+                return  # a non-gateway's gateway topic: refused by the topic plugin
             self.stats.messages += 1
         except YugongError as exc:  # counted per tenant by the service
             self._reject(device, str(getattr(exc, "reason", type(exc).__name__)), exc.detail)
@@ -306,10 +331,19 @@ class EmbeddedBroker:
     amqtt runs on a free loopback port behind :class:`MqttFront`, which owns the public
     address and speaks MQTT 5 as well as 3.1.1."""
 
-    def __init__(self, settings: Settings, directory: TokenDirectory, ingest: Ingest) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        directory: TokenDirectory,
+        ingest: Ingest,
+        *,
+        gateway: GatewayHandler | None = None,
+    ) -> None:
         self.host = settings.mqtt_host
         self.port = settings.mqtt_port
-        self.gate = DeviceGate(directory, ingest, max_payload_bytes=settings.mqtt_max_payload_bytes)
+        self.gate = DeviceGate(
+            directory, ingest, max_payload_bytes=settings.mqtt_max_payload_bytes, gateway=gateway
+        )
         self.internal_port = 0
         self._broker: Broker | None = None
         self._front: MqttFront | None = None

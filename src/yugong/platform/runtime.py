@@ -91,8 +91,10 @@ class Platform:
             await self._subscriber.start()
         elif s.mqtt_embedded:
             from yugong.infra.broker import EmbeddedBroker
+            from yugong.platform.ingest.gateway import GatewayService
 
-            self._broker = EmbeddedBroker(s, self.directory, self.ingest)
+            self.gateway = GatewayService(self.ingest, self.registry)
+            self._broker = EmbeddedBroker(s, self.directory, self.ingest, gateway=self.gateway)
             await self._broker.start()
             self.mqtt_address = (s.mqtt_host, s.mqtt_port)
 

@@ -38,6 +38,7 @@ class DeviceBinding:
     product: int
     gateway: int | None
     properties: Mapping[str, PropertyBinding]
+    is_gateway: bool = False  # may speak for child devices (ThingsBoard gateway API)
 
 
 class DeviceDirectory(Protocol):

@@ -140,6 +140,7 @@ class RegistryDirectory:
                     Device.name,
                     Device.product_id,
                     Device.gateway_id,
+                    Device.is_gateway,
                     Device.token_hash,
                     Product.version,
                     Product.tsl,
@@ -170,6 +171,7 @@ class RegistryDirectory:
             product=row.product_id,
             gateway=row.gateway_id,
             properties=property_bindings(model, series),
+            is_gateway=bool(row.is_gateway),
         )
         with self._lock:
             # Cache only if nothing was invalidated while we read: otherwise it may be stale.
