@@ -147,6 +147,7 @@ class DeviceGate:
         self.rlog = RateLimitedLog(log)
         # amqtt sees the front's loopback hop: its local port -> the client's address
         self.peers: dict[int, str] = {}
+        self._order: dict[str, asyncio.Lock] = {}  # client id -> its messages, one at a time
 
     def peer(self, session: Session) -> str:
         real = self.peers.get(session.remote_port or 0)
@@ -219,6 +220,17 @@ class DeviceGate:
     async def on_publish(self, session: Session | None, topic: str, data: bytes) -> None:
         if topic not in PUBLISH_TOPICS and topic not in GATEWAY_PUBLISH_TOPICS:
             return  # refused (and counted) by the topic plugin
+        # amqtt runs each packet's hook as a task of its own: one client's messages are
+        # handled in the order they arrived (a gateway's connect before its telemetry).
+        key = session.client_id if session is not None else None
+        if not key:
+            await self._handle(session, topic, data)
+            return
+        lock = self._order.setdefault(key, asyncio.Lock())
+        async with lock:
+            await self._handle(session, topic, data)
+
+    async def _handle(self, session: Session | None, topic: str, data: bytes) -> None:
         device = self.device_of(session)
         if device is None:
             return
@@ -255,6 +267,9 @@ class DeviceGate:
         # A takeover may race with this; device_of() recovers from the session's token.
         if session is not None and session.client_id:
             self.devices.pop(session.client_id, None)
+            lock = self._order.get(session.client_id)
+            if lock is not None and not lock.locked():
+                del self._order[session.client_id]
 
 
 def _gate(context: BaseContext) -> DeviceGate:

@@ -50,6 +50,7 @@ class GatewayService:
         self.ingest = ingest
         self.registry = registry
         self.auto_provision = auto_provision
+        self._provisioning: dict[tuple[int, str], asyncio.Lock] = {}
 
     async def handle(self, gateway: DeviceBinding, topic: str, payload: bytes) -> int:
         """Handle one message; returns how many devices it reached. Raises the first refusal
@@ -104,7 +105,20 @@ class GatewayService:
             return child
         if not (create and self.auto_provision):
             raise _refuse("unknown_device", "device", f"unknown device '{name}'")
-        return await asyncio.to_thread(self._provision, gateway, name, type_ or DEFAULT_TYPE)
+        # One provisioning per device name at a time; whoever waited finds it made.
+        key = (gateway.tenant, name)
+        lock = self._provisioning.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                child = self.ingest.directory.by_name(gateway.tenant, name)
+                if child is None:
+                    return await asyncio.to_thread(
+                        self._provision, gateway, name, type_ or DEFAULT_TYPE
+                    )
+        finally:
+            if not lock.locked():
+                self._provisioning.pop(key, None)
+        return await self._child(gateway, name, type_, create=False)
 
     def _provision(self, gateway: DeviceBinding, name: str, product_key: str) -> DeviceBinding:
         products = self.registry.products.list(SYSTEM, tenant_id=gateway.tenant, limit=1000)
