@@ -315,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     us.add_argument("username")
     us.add_argument("--password")
 
+    from yugong.edge.cli import add_edge_commands
+
+    add_edge_commands(sub, add)
+
     product = sub.add_parser("product", help="products").add_subparsers(dest="p", required=True)
     pi = add(product, "import", cmd_product_import, "create or update a product from TSL JSON")
     pi.add_argument("file", help="TSL thing-model JSON file")
