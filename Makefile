@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# The ThingsBoard SDK used in tests ships its own copy of the paho package; make the
+	@# platform's declared paho-mqtt the one that is installed, whatever order pip chose.
+	$(BIN)/pip install --quiet --force-reinstall --no-deps "$$($(BIN)/python -c 'import importlib.metadata as m; print("paho-mqtt==" + m.version("paho-mqtt"))')"
 	@touch $(STAMP)
 
 install: $(STAMP)
