@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	@# The ThingsBoard SDK used in tests ships its own copy of the paho package; make the
 	@# platform's declared paho-mqtt the one that is installed, whatever order pip chose.
 	$(BIN)/pip install --quiet --force-reinstall --no-deps "$$($(BIN)/python -c 'import importlib.metadata as m; print("paho-mqtt==" + m.version("paho-mqtt"))')"
+	@# A Sparkplug B implementation that is not ours, to check ours against in tests. It pins
+	@# paho-mqtt<2 but works with 2.x, so it goes in without its dependencies.
+	$(BIN)/pip install --quiet --no-deps "pysparkplug==0.6.1"
 	@touch $(STAMP)
 
 install: $(STAMP)

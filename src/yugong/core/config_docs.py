@@ -19,7 +19,7 @@ def configuration_markdown() -> str:
         "|---|---|---|---|",
     ]
     for name, field in Settings.model_fields.items():
-        default = field.default
+        default = field.get_default(call_default_factory=True)
         shown = "(none)" if default is None else f"`{default}`"
         desc = (field.description or "").replace("|", "\\|")
         lines.append(f"| `{name}` | `YUGONG_{name.upper()}` | {shown} | {desc} |")

@@ -82,6 +82,15 @@ class Settings(BaseSettings):
         "persistent, so the broker keeps QoS 1 messages while the platform is away. Give each "
         "platform process its own. Default: a random id and a clean session.",
     )
+    sparkplug_groups: dict[str, str] = Field(
+        default_factory=dict,
+        description="External broker: Sparkplug B group ids the platform hosts, each mapped "
+        'to a tenant slug, e.g. {"plant-1": "acme"} (env: JSON). Empty: no Sparkplug host. '
+        "Edge nodes of unmapped groups are refused and counted.",
+    )
+    sparkplug_host_id: str = Field(
+        "yugong", description="Sparkplug B primary host id (the STATE topic's name)."
+    )
     mqtt_shared_subscription: bool = Field(
         False,
         description="External broker: subscribe as $share/yugong/... so several "

@@ -39,6 +39,7 @@ class Platform:
         self._tasks: list[asyncio.Task[None]] = []
         self._broker: Any = None
         self._subscriber: Any = None
+        self._sparkplug: Any = None
 
     async def start(self) -> None:
         s = self.settings
@@ -89,6 +90,17 @@ class Platform:
                 s, self.directory, self.ingest, identifier=s.mqtt_client_id
             )
             await self._subscriber.start()
+            if s.sparkplug_groups:
+                from yugong.platform.ingest.sparkplug_host import SparkplugHost
+
+                self._sparkplug = SparkplugHost(
+                    s,
+                    self.registry,
+                    self.ingest,
+                    groups=s.sparkplug_groups,
+                    host_id=s.sparkplug_host_id,
+                )
+                await self._sparkplug.start()
         elif s.mqtt_embedded:
             from yugong.infra.broker import EmbeddedBroker
             from yugong.platform.ingest.gateway import GatewayService
@@ -133,6 +145,8 @@ class Platform:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._sparkplug is not None:
+            await self._sparkplug.stop()
         if self._subscriber is not None:
             await self._subscriber.stop()
         if self._broker is not None:

@@ -1,0 +1,763 @@
+"""The platform as a Sparkplug B 3.0 primary host application.
+
+The host subscribes to ``spBv1.0/#`` on the platform's external broker and publishes its
+state on ``spBv1.0/STATE/{host_id}``: ``{"online": true, "timestamp": ms}`` retained, with
+the same topic's ``{"online": false, ...}`` as its MQTT will, so edge nodes that wait for
+the primary host see it come and go.
+
+Which tenant a Sparkplug group belongs to: an explicit mapping ``group_id -> tenant slug``
+given to the host (``groups``). A group that is not mapped is refused and counted
+(``stats.unknown_group``): the broker's ACLs decide who may publish under a group, and the
+mapping decides which tenant that group may write into, so nothing lands in a tenant unless an
+operator said so.
+
+Auto-provisioning (within the tenant, like the ThingsBoard gateway API):
+- an edge node is a gateway device named after its ``edge_node_id``; its NBIRTH metrics
+  form the thing model of a product ``sp.{node}``;
+- each device behind it (DBIRTH) is a device named after its ``device_id``, behind that
+  gateway, with the product ``sp.{node}.{device}``, or the product whose key a DBIRTH string
+  metric ``Properties/Product`` names (devices sharing a product key share the model: a birth
+  adds or updates its metrics' properties and never removes another device's);
+- a metric becomes a property: its name with characters outside ``[A-Za-z0-9_]`` replaced
+  by ``_`` as identifier, the Sparkplug datatype mapped to a TSL type (integers -> int, Float
+  -> float, Double -> double, Boolean -> bool, String/Text/UUID -> text, DateTime -> date;
+  other types are not stored), the ``engUnit`` property as unit, writable when the metric's
+  ``writable`` property is true or its ``readOnly`` property is false. ``bdSeq`` and
+  ``Node Control/*`` metrics are protocol, not data;
+- a device that already exists keeps its product (the birth's metrics are merged into that
+  product's model); a device of the tenant with the same name that is not behind this edge
+  node, or an existing device named like the edge node that is not a gateway, is refused.
+
+Data: births and NDATA/DDATA values are ingested per device, one column per metric
+(``IngestService.ingest_columns``), with the metric's timestamp or else the payload's.
+Aliases from the births decode DATA. ``seq`` is checked per edge node (0..255, wrapping): a
+gap, DATA from a node or device without a birth, or a birth out of order makes the host
+publish an NCMD ``Node Control/Rebirth`` (at most once per ``rebirth_interval_s`` per node).
+
+Death: an NDEATH whose ``bdSeq`` matches the node's last NBIRTH (an older session's will is
+ignored) takes the gateway and every device behind it offline; a DDEATH takes one device
+offline. Their metrics' latest values are marked stale by writing one BAD-quality sample per
+series at the death time (the host's receive time), so "latest value" queries show the value
+is no longer current while the history keeps the last good value.
+
+A null or BAD-quality metric (codec property ``Quality``) is stored as a BAD sample. Refusals
+are counted in ``stats.rejected`` under a reason (``malformed``, ``bad_topic``, ``not_child``,
+``not_gateway``, ``stale_death``, ingest's own reasons such as ``wrong_type``).
+Messages are handled one at a time in arrival order (seq needs it); births provision in a
+worker thread so the event loop keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import update
+
+from yugong.core.errors import Conflict, FieldError, YugongError
+from yugong.core.quality import Quality
+from yugong.core.samples import make_batch
+from yugong.core.settings import Settings
+from yugong.core.timeutil import now_us
+from yugong.edge.sparkplug import (
+    BDSEQ,
+    NAMESPACE,
+    REBIRTH,
+    DataType,
+    MessageType,
+    Metric,
+    Payload,
+    Topic,
+    decode_payload,
+    encode_payload,
+    state_payload,
+    state_topic,
+)
+from yugong.infra.broker import RateLimitedLog
+from yugong.platform.ingest.mqtt import BrokerAddress
+from yugong.platform.ingest.service import SAMPLES_TOPIC, IngestService
+from yugong.platform.ingest.validate import Rejected
+from yugong.platform.registry.models import Device
+from yugong.platform.registry.service import Registry
+from yugong.security.principal import SYSTEM
+
+log = logging.getLogger(__name__)
+
+PRODUCT_METRIC = "Properties/Product"
+_NOT_IDENT = re.compile(r"[^A-Za-z0-9_]")
+_NOT_KEY = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+@dataclass
+class HostStats:
+    messages: int = 0
+    births: int = 0
+    data: int = 0  # DATA messages ingested
+    points: int = 0
+    deaths: int = 0
+    seq_gaps: int = 0
+    rebirths_requested: int = 0
+    unknown_group: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)  # reason -> messages
+
+
+@dataclass
+class _Metric:
+    identifier: str
+    datatype: int
+
+
+@dataclass
+class _DeviceState:
+    device: int  # registry device id
+    by_name: dict[str, _Metric] = field(default_factory=dict)
+    by_alias: dict[int, _Metric] = field(default_factory=dict)
+    skipped: set[str] = field(default_factory=set)  # metrics of types the store cannot hold
+    skipped_aliases: set[int] = field(default_factory=set)
+
+
+@dataclass
+class _NodeState:
+    tenant: int
+    gateway: _DeviceState | None = None  # set by NBIRTH
+    bd_seq: int | None = None
+    seq: int | None = None
+    devices: dict[str, _DeviceState] = field(default_factory=dict)
+    rebirth_asked: float = 0.0  # monotonic time of the last request
+
+
+def identifier_for(metric_name: str) -> str:
+    """A TSL property identifier for a Sparkplug metric name (``Motor/Speed`` ->
+    ``Motor_Speed``); long names keep their start and a hash so they stay distinct."""
+    ident = _NOT_IDENT.sub("_", metric_name) or "_"
+    if len(ident) > 50:
+        ident = f"{ident[:41]}_{uuid.uuid5(uuid.NAMESPACE_URL, metric_name).hex[:8]}"
+    return ident
+
+
+def product_key(node: str, device: str | None = None) -> str:
+    raw = f"sp.{node}" if device is None else f"sp.{node}.{device}"
+    key = _NOT_KEY.sub("_", raw)
+    if len(key) > 64:
+        key = f"{key[:55]}_{uuid.uuid5(uuid.NAMESPACE_URL, raw).hex[:8]}"
+    return key
+
+
+# Thing models from births -------------------------------------------------------------------
+
+_TSL_TYPES: dict[DataType, str] = {
+    **dict.fromkeys(
+        (
+            DataType.Int8,
+            DataType.Int16,
+            DataType.Int32,
+            DataType.Int64,
+            DataType.UInt8,
+            DataType.UInt16,
+            DataType.UInt32,
+            DataType.UInt64,
+        ),
+        "int",
+    ),
+    DataType.Float: "float",
+    DataType.Double: "double",
+    DataType.Boolean: "bool",
+    DataType.String: "text",
+    DataType.Text: "text",
+    DataType.UUID: "text",
+    DataType.DateTime: "date",
+}
+_SIGNED_BITS: dict[int, int] = {
+    DataType.Int8: 8,
+    DataType.Int16: 16,
+    DataType.Int32: 32,
+    DataType.Int64: 64,
+}
+_UNIT_KEYS = ("engUnit", "EngUnit", "Engineering Units", "unit")
+
+
+def _is_protocol(name: str) -> bool:
+    return name == BDSEQ or name.startswith("Node Control/")
+
+
+def tsl_property(metric: Metric) -> dict[str, Any] | None:
+    """The TSL property a birth metric describes, or None for a type the store cannot hold."""
+    t = _TSL_TYPES.get(metric.datatype)
+    if t is None or metric.name is None:
+        return None
+    props = metric.properties
+    specs: dict[str, Any] = {}
+    if t in ("int", "float", "double"):
+        unit = next((props[k] for k in _UNIT_KEYS if isinstance(props.get(k), str)), None)
+        if unit:
+            specs["unit"] = unit
+    elif t == "bool":
+        specs = {"0": "false", "1": "true"}
+    writable = props.get("writable") is True or props.get("readOnly") is False
+    return {
+        "identifier": identifier_for(metric.name),
+        "name": metric.name,
+        "accessMode": "rw" if writable else "r",
+        "dataType": {"type": t, "specs": specs},
+    }
+
+
+def merge_model(
+    document: Mapping[str, Any], properties: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """``document`` with ``properties`` added or, where type, unit or access changed,
+    replaced; properties the birth does not mention are kept."""
+    doc = dict(document)
+    existing = list(doc.get("properties") or [])
+    index = {p.get("identifier"): i for i, p in enumerate(existing)}
+    for new in properties:
+        i = index.get(new["identifier"])
+        if i is None:
+            index[new["identifier"]] = len(existing)
+            existing.append(dict(new))
+            continue
+        old = existing[i]
+        old_dt, new_dt = old.get("dataType") or {}, new["dataType"]
+        same = (
+            old_dt.get("type") == new_dt["type"]
+            and old.get("accessMode", "rw") == new["accessMode"]
+            and (old_dt.get("specs") or {}).get("unit") == new_dt["specs"].get("unit")
+        )
+        if not same:
+            existing[i] = dict(new)
+    doc["properties"] = existing
+    return doc
+
+
+# The MQTT connection ------------------------------------------------------------------------
+
+Received = tuple[str, bytes, int]  # topic, payload, receive time (epoch µs)
+
+
+class _Link:
+    """A paho client in its own thread: subscribes, keeps STATE and the will, reconnects.
+    Messages go to the event loop in arrival order; Sparkplug's seq rules need that order."""
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        client_id: str,
+        host_id: str,
+        loop: asyncio.AbstractEventLoop,
+        queue: asyncio.Queue[Received],
+    ) -> None:
+        import paho.mqtt.client as mqtt
+
+        self._loop = loop
+        self._queue = queue
+        self.ready = asyncio.Event()
+        self.connects = 0
+        self.state_topic = state_topic(host_id)
+        # Spec 3.0: the will's timestamp is the one of the online STATE that follows it.
+        self._born_ms = time.time_ns() // 1_000_000
+        kwargs: dict[str, Any] = {}
+        api = getattr(mqtt, "CallbackAPIVersion", None)
+        if api is not None:  # paho 2; paho 1 has only the one callback style
+            kwargs["callback_api_version"] = api.VERSION2
+        c = mqtt.Client(client_id=client_id, clean_session=True, **kwargs)
+        if address.username:
+            c.username_pw_set(address.username, address.password)
+        if address.tls:
+            c.tls_set()
+        c.will_set(self.state_topic, state_payload(False, self._born_ms), qos=1, retain=True)
+        c.reconnect_delay_set(1, 30)
+        c.on_connect = self._on_connect
+        c.on_subscribe = self._on_subscribe
+        c.on_message = self._on_message
+        c.on_disconnect = self._on_disconnect
+        self._client = c
+        self._address = address
+
+    def start(self) -> None:
+        self._client.connect_async(self._address.host, self._address.port, keepalive=30)
+        self._client.loop_start()
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        self._client.publish(topic, payload, qos=qos, retain=retain)
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        with contextlib.suppress(Exception):
+            info = self._client.publish(
+                self.state_topic, state_payload(False, self._born_ms), qos=1, retain=True
+            )
+            info.wait_for_publish(timeout_s)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # paho thread ------------------------------------------------------------------------
+
+    def _on_connect(self, client: Any, _userdata: Any, _flags: Any, rc: Any, *_: Any) -> None:
+        code = getattr(rc, "value", rc)
+        if code:
+            log.warning("Sparkplug host: broker refused the connection (%s)", rc)
+            return
+        # Spec 3.0 host order: subscribe (spBv1.0/# covers our own STATE), then go online.
+        client.subscribe(f"{NAMESPACE}/#", qos=1)
+        client.publish(self.state_topic, state_payload(True, self._born_ms), qos=1, retain=True)
+
+    def _on_subscribe(self, *_: Any) -> None:
+        self.connects += 1
+        self._loop.call_soon_threadsafe(self.ready.set)
+
+    def _on_disconnect(self, *args: Any) -> None:
+        self._loop.call_soon_threadsafe(self.ready.clear)
+        log.info("Sparkplug host: disconnected from the broker; reconnecting")
+
+    def _on_message(self, _client: Any, _userdata: Any, msg: Any) -> None:
+        item = (msg.topic, bytes(msg.payload), time.time_ns() // 1000)
+        with contextlib.suppress(RuntimeError):  # the loop is closing
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+
+# The host ------------------------------------------------------------------------------------
+
+
+class SparkplugHost:
+    """``await start()`` then ``await stop()``; ``ready`` is set while subscribed."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        ingest: IngestService,
+        *,
+        groups: Mapping[str, str],
+        host_id: str = "yugong",
+        broker_url: str | None = None,
+        client_id: str | None = None,
+        rebirth_interval_s: float = 5.0,
+    ) -> None:
+        url = broker_url or settings.mqtt_url
+        if not url:
+            raise ValueError("the Sparkplug host needs an MQTT broker (settings.mqtt_url)")
+        if "/" in host_id or "+" in host_id or "#" in host_id:
+            raise ValueError(f"host id may not contain '/', '+' or '#': {host_id!r}")
+        self.address = BrokerAddress.parse(url)
+        self.registry = registry
+        self.ingest = ingest
+        self.groups = dict(groups)
+        self.host_id = host_id
+        self.client_id = client_id or f"yugong-sparkplug-{uuid.uuid4().hex[:8]}"
+        self.rebirth_interval_s = rebirth_interval_s
+        self.stats = HostStats()
+        self._nodes: dict[tuple[str, str], _NodeState] = {}
+        self._tenants: dict[str, int] = {}
+        self._rlog = RateLimitedLog(log)
+        self._queue: asyncio.Queue[Received] = asyncio.Queue()
+        self._link: _Link | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    @property
+    def ready(self) -> asyncio.Event:
+        if self._link is None:
+            raise RuntimeError("the Sparkplug host is not started")
+        return self._link.ready
+
+    async def start(self) -> None:
+        self._link = _Link(
+            self.address, self.client_id, self.host_id, asyncio.get_running_loop(), self._queue
+        )
+        self._link.start()
+        self._task = asyncio.create_task(self._consume(), name="sparkplug-host")
+
+    async def stop(self) -> None:
+        """Go offline (STATE), handle what already arrived, then end. Idempotent."""
+        if self._link is not None and not self._stopped:
+            self._stopped = True
+            await asyncio.to_thread(self._link.stop)
+        if self._task is not None:
+            await self._queue.join()
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _consume(self) -> None:
+        while True:
+            topic, payload, at = await self._queue.get()
+            try:
+                await self.handle(topic, payload, at)
+            except Exception:
+                self._count("error")
+                log.exception("Sparkplug message on %s failed", topic)
+            finally:
+                self._queue.task_done()
+
+    # One message ---------------------------------------------------------------------------
+
+    async def handle(self, topic: str, payload: bytes, received_us: int | None = None) -> None:
+        """Handle one Sparkplug message (in arrival order)."""
+        at = received_us if received_us is not None else now_us()
+        try:
+            t = Topic.parse(topic)
+        except YugongError:
+            self._reject("bad_topic", f"unexpected topic {topic!r}")
+            return
+        kind = t.message_type
+        if kind in (MessageType.STATE, MessageType.NCMD, MessageType.DCMD):
+            return  # other hosts' state and commands (ours included) are not data
+        self.stats.messages += 1
+        tenant = await self._tenant(t.group_id)
+        if tenant is None:
+            self.stats.unknown_group += 1
+            self._rlog.warning(
+                f"group:{t.group_id}",
+                f"Sparkplug group {t.group_id!r} is not mapped to a tenant; message refused",
+            )
+            return
+        try:
+            p = decode_payload(payload)
+        except YugongError as exc:
+            self._reject("malformed", f"{topic}: {exc.detail}")
+            return
+        key = (t.group_id, t.edge_node_id)
+        node = self._nodes.get(key)
+        if node is None or node.tenant != tenant:
+            node = self._nodes[key] = _NodeState(tenant)
+        if kind is MessageType.NBIRTH:
+            await self._nbirth(t, node, p, at)
+        elif kind is MessageType.NDEATH:
+            await self._ndeath(t, node, p, at)
+        elif not self._in_sequence(t, node, p):
+            return
+        elif kind is MessageType.DBIRTH:
+            await self._dbirth(t, node, p, at)
+        elif kind is MessageType.DDEATH:
+            await self._ddeath(t, node, at)
+        else:  # NDATA, DDATA
+            state = node.gateway if t.device_id is None else node.devices.get(t.device_id)
+            if state is None:
+                self._ask_rebirth(t, node, "DATA before its birth")
+                return
+            await self._ingest(t, node, state, p, at)
+            self.stats.data += 1
+
+    def _in_sequence(self, t: Topic, node: _NodeState, p: Payload) -> bool:
+        """Check ``seq`` after NBIRTH; False when the message cannot be used at all."""
+        if node.gateway is None:
+            self._ask_rebirth(t, node, f"{t.message_type} before NBIRTH")
+            return False
+        if p.seq is None:
+            self._reject("malformed", f"{t}: {t.message_type} without seq")
+            return False
+        expected = (node.seq + 1) % 256 if node.seq is not None else p.seq
+        node.seq = p.seq
+        if p.seq != expected:
+            # Something was lost: the host's view may be wrong, so ask for all of it again.
+            # The message itself is still good data under the births we know.
+            self.stats.seq_gaps += 1
+            self._ask_rebirth(t, node, f"seq {p.seq}, expected {expected}")
+        return True
+
+    async def _nbirth(self, t: Topic, node: _NodeState, p: Payload, at: int) -> None:
+        try:
+            bd = p.metric(BDSEQ).value
+        except KeyError:
+            self._reject("malformed", f"{t}: NBIRTH without bdSeq")
+            return
+        metrics = [m for m in p.metrics if m.name is not None and not _is_protocol(m.name)]
+        try:
+            state = await asyncio.to_thread(
+                self._provision, node.tenant, t.edge_node_id, None, metrics, None
+            )
+        except YugongError as exc:
+            self._reject(str(getattr(exc, "reason", "refused")), f"{t}: {exc.detail}")
+            return
+        node.gateway = state
+        node.bd_seq = int(bd) if bd is not None else None
+        node.seq = p.seq if p.seq is not None else 0
+        node.devices.clear()  # a new session: devices are born again after it
+        self.stats.births += 1
+        await self._ingest(t, node, state, p, at, birth=True)
+
+    async def _dbirth(self, t: Topic, node: _NodeState, p: Payload, at: int) -> None:
+        assert node.gateway is not None and t.device_id is not None
+        metrics = [m for m in p.metrics if m.name is not None]
+        product = next(
+            (m.value for m in metrics if m.name == PRODUCT_METRIC and isinstance(m.value, str)),
+            None,
+        )
+        metrics = [m for m in metrics if m.name != PRODUCT_METRIC]
+        try:
+            state = await asyncio.to_thread(
+                self._provision,
+                node.tenant,
+                t.device_id,
+                node.gateway.device,
+                metrics,
+                product or product_key(t.edge_node_id, t.device_id),
+            )
+        except YugongError as exc:
+            self._reject(str(getattr(exc, "reason", "refused")), f"{t}: {exc.detail}")
+            return
+        node.devices[t.device_id] = state
+        self.stats.births += 1
+        await self._ingest(t, node, state, p, at, birth=True)
+
+    async def _ndeath(self, t: Topic, node: _NodeState, p: Payload, at: int) -> None:
+        try:
+            bd = p.metric(BDSEQ).value
+        except KeyError:
+            bd = None
+        if node.gateway is None or (node.bd_seq is not None and bd != node.bd_seq):
+            # A will from a session we no longer (or never) saw born: nothing to end.
+            self._count("stale_death")
+            return
+        devices = [node.gateway.device, *(d.device for d in node.devices.values())]
+        node.gateway, node.seq, node.bd_seq = None, None, None
+        node.devices.clear()
+        await self._dead(node.tenant, devices, at)
+
+    async def _ddeath(self, t: Topic, node: _NodeState, at: int) -> None:
+        assert t.device_id is not None
+        state = node.devices.pop(t.device_id, None)
+        if state is not None:
+            await self._dead(node.tenant, [state.device], at)
+
+    async def _dead(self, tenant: int, devices: list[int], at: int) -> None:
+        """Devices offline; each of their series gets a BAD sample at ``at`` (stale)."""
+        self.stats.deaths += 1
+        series: list[int] = []
+        for d in devices:
+            b = self.ingest.directory.by_id(d)
+            if b is not None:
+                series.extend(pb.series for pb in b.properties.values())
+        if series:
+            batch = make_batch(tenant, np.asarray(series, dtype=np.int32), at, quality=Quality.BAD)
+            await self.ingest.writer.submit(batch)
+            self.ingest.bus.publish(SAMPLES_TOPIC, batch)
+        await asyncio.to_thread(self._offline, devices)
+
+    def _offline(self, devices: list[int]) -> None:
+        # Touches already queued would set them online again: write those first.
+        self.registry.directory.flush_seen()
+        with self.registry.db.session() as s:
+            s.execute(
+                update(Device)
+                .where(Device.id.in_(devices))
+                .values(online=False)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def _ingest(
+        self,
+        t: Topic,
+        node: _NodeState,
+        state: _DeviceState,
+        p: Payload,
+        at: int,
+        *,
+        birth: bool = False,
+    ) -> None:
+        """One column per metric into ingest; a metric the birth did not declare asks for a
+        rebirth (the edge node's model changed under us)."""
+        default_ms = p.timestamp if p.timestamp is not None else at // 1000
+        columns: dict[str, tuple[list[int], list[Any]]] = {}
+        unknown = 0
+        for m in p.metrics:
+            name = m.name
+            if name is None:
+                meta = state.by_alias.get(m.alias) if m.alias is not None else None
+            else:
+                if _is_protocol(name) or name == PRODUCT_METRIC or name in state.skipped:
+                    continue
+                meta = state.by_name.get(name)
+            if meta is None:
+                if m.alias is None or m.alias not in state.skipped_aliases:
+                    unknown += 1
+                continue
+            ts_list, values = columns.setdefault(meta.identifier, ([], []))
+            ts_list.append((m.timestamp if m.timestamp is not None else default_ms) * 1000)
+            values.append(_value(m, meta.datatype))
+        if unknown and not birth:
+            self._ask_rebirth(t, node, f"{unknown} metric(s) not in the birth")
+        binding = self.ingest.directory.by_id(state.device)
+        if binding is None:
+            self._reject("unknown_device", f"{t}: device {state.device} no longer exists")
+            return
+        if not columns:
+            self.ingest.directory.touch([binding.device], now_us())
+            return
+        cols = {k: (np.asarray(ts, dtype=np.int64), v) for k, (ts, v) in columns.items()}
+        try:
+            result = await self.ingest.ingest_columns(binding, cols)
+        except YugongError as exc:
+            self._reject(str(getattr(exc, "reason", "invalid")), f"{t}: {exc.detail}")
+            return
+        self.stats.points += result.accepted
+
+    def _ask_rebirth(self, t: Topic, node: _NodeState, why: str) -> None:
+        now = time.monotonic()
+        if node.rebirth_asked and now - node.rebirth_asked < self.rebirth_interval_s:
+            return
+        node.rebirth_asked = now
+        if self._link is None:
+            return
+        ms = time.time_ns() // 1_000_000
+        cmd = Payload(
+            metrics=(Metric(REBIRTH, DataType.Boolean, True, timestamp=ms),), timestamp=ms
+        )
+        topic = Topic(t.group_id, MessageType.NCMD, t.edge_node_id)
+        self._link.publish(str(topic), encode_payload(cmd))
+        self.stats.rebirths_requested += 1
+        log.info("Sparkplug: asked %s/%s for a rebirth (%s)", t.group_id, t.edge_node_id, why)
+
+    async def _tenant(self, group: str) -> int | None:
+        slug = self.groups.get(group)
+        if slug is None:
+            return None
+        tenant = self._tenants.get(slug)
+        if tenant is None:
+            tenant = await asyncio.to_thread(self._find_tenant, slug)
+            if tenant is not None:
+                self._tenants[slug] = tenant
+        return tenant
+
+    def _find_tenant(self, slug: str) -> int | None:
+        offset = 0
+        while True:
+            page = self.registry.tenants.list(SYSTEM, limit=500, offset=offset)
+            for t in page.items:
+                if t.slug == slug:
+                    return t.id if t.active else None
+            offset += len(page.items)
+            if not page.items or offset >= page.total:
+                return None
+
+    # Provisioning (worker thread) -----------------------------------------------------------
+
+    def _provision(
+        self,
+        tenant: int,
+        name: str,
+        gateway: int | None,
+        metrics: Sequence[Metric],
+        key: str | None,
+    ) -> _DeviceState:
+        """Find or create the device (a gateway when ``gateway`` is None) and bring its thing
+        model up to the birth's metrics. ``key`` names the product of a new child device."""
+        props = {}
+        for m in metrics:
+            prop = tsl_property(m)
+            if prop is not None:
+                props[prop["identifier"]] = prop
+        node = gateway is None
+        binding = self.registry.directory.by_name(tenant, name)
+        if binding is not None:
+            if node and not binding.is_gateway:
+                raise _refuse(
+                    "not_gateway",
+                    f"device '{name}' exists and is not a gateway; it cannot be edge node '{name}'",
+                )
+            if not node and binding.gateway != gateway:
+                raise _refuse("not_child", f"device '{name}' is not behind this edge node")
+            self._update_model(tenant, binding.product, list(props.values()))
+            device = binding.device
+        else:
+            product = self._product(tenant, key or product_key(name), name, node)
+            self._update_model(tenant, product, list(props.values()))
+            try:
+                device = self.registry.devices.create(
+                    SYSTEM,
+                    name=name,
+                    product_id=product,
+                    gateway_id=gateway,
+                    is_gateway=node,
+                    tenant_id=tenant,
+                ).device.id
+            except Conflict:  # created meanwhile by someone else: use it if it fits
+                return self._provision(tenant, name, gateway, metrics, key)
+            log.info(
+                "Sparkplug: provisioned %s '%s' in tenant %d",
+                "edge node" if node else "device",
+                name,
+                tenant,
+            )
+        state = _DeviceState(device)
+        for m in metrics:
+            assert m.name is not None
+            if m.datatype not in _TSL_TYPES:
+                state.skipped.add(m.name)
+                if m.alias is not None:
+                    state.skipped_aliases.add(m.alias)
+                continue
+            meta = _Metric(identifier_for(m.name), int(m.datatype))
+            state.by_name[m.name] = meta
+            if m.alias is not None:
+                state.by_alias[m.alias] = meta
+        return state
+
+    def _product(self, tenant: int, key: str, name: str, is_gateway: bool) -> int:
+        products = self.registry.products
+        found = products.list(SYSTEM, tenant_id=tenant, search=key, limit=1000)
+        for pr in found.items:
+            if pr.key == key:
+                return pr.id
+        try:
+            return products.create(
+                SYSTEM, key=key, name=name, is_gateway=is_gateway, tenant_id=tenant
+            ).id
+        except Conflict:
+            return self._product(tenant, key, name, is_gateway)
+
+    def _update_model(self, tenant: int, product: int, props: list[dict[str, Any]]) -> None:
+        if not props:
+            return
+        rec = self.registry.products.get(SYSTEM, product, tenant_id=tenant)
+        doc = merge_model(rec.tsl, props)
+        if doc != rec.tsl:
+            self.registry.products.update_model(SYSTEM, product, doc, tenant_id=tenant)
+
+    # Counting ------------------------------------------------------------------------------
+
+    def _count(self, reason: str) -> None:
+        self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self._count(reason)
+        self._rlog.warning(reason, f"Sparkplug message refused: {detail}")
+
+
+def _refuse(reason: str, msg: str) -> Rejected:
+    return Rejected(msg, [FieldError("device", msg)], reason=reason)
+
+
+def _value(m: Metric, datatype: int) -> Any:
+    """The value ingest stores: None (BAD) for a null or BAD-quality reading."""
+    v = m.value
+    if v is None or m.quality == Quality.BAD:
+        return None
+    if datatype == DataType.Boolean:
+        return bool(v)
+    bits = _SIGNED_BITS.get(datatype)
+    if bits is not None and m.datatype == DataType.Unknown and isinstance(v, int):
+        # DATA may leave the type to the birth; signed values then arrive unsigned.
+        v &= (1 << bits) - 1
+        return v - (1 << bits) if v >= 1 << (bits - 1) else v
+    if isinstance(v, bytes | bytearray):
+        return None
+    return v
+
+
+__all__ = [
+    "HostStats",
+    "SparkplugHost",
+    "identifier_for",
+    "merge_model",
+    "product_key",
+    "tsl_property",
+]
