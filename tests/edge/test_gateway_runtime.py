@@ -125,7 +125,7 @@ async def test_modbus_and_simulator_through_deadband_into_the_buffer_in_order(
             ("temp", "int16"),
         ]
         assert [m.writable for m in catalog["mixer"]] == [False, True]
-        assert "buffer_rows" in [m.point for m in catalog["gw-test"]]
+        assert "buffer_rows" in [m.point for m in catalog["gw-test-health"]]
         assert (await gw.write("nope", "x", 1)).status is WriteStatus.INVALID
         assert (await gw.write("plc-1", "missing", 1)).status is WriteStatus.INVALID
     with StoreForwardBuffer(tmp_path / "buf.sqlite", max_bytes=1 << 26) as buf:
@@ -139,9 +139,9 @@ async def test_modbus_and_simulator_through_deadband_into_the_buffer_in_order(
     assert batches == [batches[0] + i for i in range(len(batches))]
     assert ts == sorted(ts)
     assert 42.0 in series(table, "mixer", "setpoint")[1]
-    _, online = series(table, "gw-test", "devices_online")
+    _, online = series(table, "gw-test-health", "devices_online")
     assert max(online) == 2.0 and online[-1] == 0.0  # the last, at stop: all offline
-    assert series(table, "gw-test", "connectors")[1][-1] == 2.0
+    assert series(table, "gw-test-health", "connectors")[1][-1] == 2.0
 
 
 async def test_log_uplink_drains_and_acks_the_buffer(tmp_path: Path) -> None:

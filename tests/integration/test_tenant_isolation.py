@@ -24,6 +24,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/api/v1/assets/{asset_id}"): {"name": "taken over"},
     ("PATCH", "/api/v1/tenants/{tenant_id}"): {"name": "taken over"},
     ("PATCH", "/api/v1/users/{user_id}"): {"display_name": "taken over"},
+    ("POST", "/api/v1/devices/{device_id}/properties/{identifier}"): {"value": 1},
 }
 
 
@@ -31,7 +32,7 @@ def _routes(app: Any) -> list[tuple[str, str]]:
     """Every operation of the published OpenAPI document whose path names an object id."""
     out = []
     for path, ops in app.openapi()["paths"].items():
-        if re.search(r"\{(\w+_id)\}", path):
+        if re.search(r"\{(\w+_id|identifier)\}", path):
             out.extend((m.upper(), path) for m in sorted(ops) if m != "parameters")
     return out
 
@@ -63,6 +64,7 @@ def two_tenants(tmp_path_factory: pytest.TempPathFactory) -> Any:
             "tenant_id": b.tenant_id,
             "user_id": b_user["id"],
             "key_id": b_key.get("id") or b_key["info"]["id"],
+            "identifier": "mode",  # the sensor model's read-write property
         }
         yield api, a, b, ids, srv.app
 

@@ -23,6 +23,7 @@ from yugong.api.routers import (
     users,
 )
 from yugong.core.settings import Settings, load_settings
+from yugong.platform.commands import install_commands
 from yugong.platform.runtime import Platform
 from yugong.web import landing_page
 
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
     for module in (auth, users, apikeys, tenants, assets, products, devices, query):
         app.include_router(module.router, prefix=API_PREFIX)
+    install_commands(app, platform)
 
     @app.get(f"{API_PREFIX}/health", tags=["system"], summary="Liveness and version")
     async def health() -> dict[str, str]:

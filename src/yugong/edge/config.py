@@ -194,7 +194,9 @@ class GatewayConfig(_Model):
 
     @property
     def health_device(self) -> str:
-        return self.health.device or self.gateway
+        # Not the gateway's own name: under Sparkplug that is the edge node, and a device
+        # may not share it.
+        return self.health.device or f"{self.gateway}-health"
 
 
 # --------------------------------------------------------------------------- loading

@@ -303,14 +303,16 @@ class EdgeGateway:
         if self.buffer is not None and self.config.health.interval > 0:
             with contextlib.suppress(Exception):
                 await self._append(self.health().batch(self.config.health_device, now_us()))
+        # The uplink first, while its task still runs: it sends an orderly death (Sparkplug
+        # NDEATH) so the platform knows at once, not when the keepalive runs out.
+        if self.uplink is not None:
+            with contextlib.suppress(Exception):
+                await self.uplink.stop()
         for task in self._tasks[1:]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        if self.uplink is not None:
-            with contextlib.suppress(Exception):
-                await self.uplink.stop()
         if self.buffer is not None:
             await asyncio.to_thread(self.buffer.close)
         log.info("gateway %s stopped", self.config.gateway)

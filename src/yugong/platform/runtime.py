@@ -107,7 +107,20 @@ class Platform:
 
             self.gateway = GatewayService(self.ingest, self.registry)
             self._broker = EmbeddedBroker(s, self.directory, self.ingest, gateway=self.gateway)
+            # Sparkplug B in-process: gateway devices are edge nodes, in their own tenant.
+            from yugong.platform.ingest.sparkplug_host import SparkplugHost
+
+            self._sparkplug = SparkplugHost(
+                s,
+                self.registry,
+                self.ingest,
+                groups=s.sparkplug_groups,
+                host_id=s.sparkplug_host_id,
+                publish=self._broker.publish,
+            )
+            self._broker.attach_sparkplug(self._sparkplug)
             await self._broker.start()
+            await self._sparkplug.start()
             self.mqtt_address = (s.mqtt_host, s.mqtt_port)
 
     def _every(self, seconds: float, job: Callable[[], Awaitable[None]]) -> None:

@@ -11,6 +11,11 @@ given to the host (``groups``). A group that is not mapped is refused and counte
 mapping decides which tenant that group may write into, so nothing lands in a tenant unless an
 operator said so.
 
+In-process (the embedded broker, ``publish`` given): the broker hands each message of an
+authenticated gateway device to :meth:`SparkplugHost.handle` with that device's tenant, and the
+host's STATE and commands go out through ``publish``; a non-empty ``groups`` mapping must then
+map the group to that same tenant.
+
 Auto-provisioning (within the tenant, like the ThingsBoard gateway API):
 - an edge node is a gateway device named after its ``edge_node_id``; its NBIRTH metrics
   form the thing model of a product ``sp.{node}``;
@@ -55,14 +60,14 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sqlalchemy import update
 
-from yugong.core.errors import Conflict, FieldError, YugongError
+from yugong.core.errors import Conflict, FieldError, InvalidInput, YugongError
 from yugong.core.quality import Quality
 from yugong.core.samples import make_batch
 from yugong.core.settings import Settings
@@ -113,6 +118,17 @@ class HostStats:
 class _Metric:
     identifier: str
     datatype: int
+    name: str = ""
+    alias: int | None = None
+
+
+@dataclass(frozen=True)
+class WriteAnswer:
+    """What the edge node reported for a DCMD write: ``status`` is the edge's write status
+    (``ok``, ``device_error``, ``timeout``, ``unavailable``, ``invalid``)."""
+
+    status: str
+    message: str = ""
 
 
 @dataclass
@@ -122,6 +138,7 @@ class _DeviceState:
     by_alias: dict[int, _Metric] = field(default_factory=dict)
     skipped: set[str] = field(default_factory=set)  # metrics of types the store cannot hold
     skipped_aliases: set[int] = field(default_factory=set)
+    by_identifier: dict[str, _Metric] = field(default_factory=dict)
 
 
 @dataclass
@@ -240,6 +257,7 @@ def merge_model(
 # The MQTT connection ------------------------------------------------------------------------
 
 Received = tuple[str, bytes, int]  # topic, payload, receive time (epoch µs)
+Publish = Callable[[str, bytes, bool], None]  # topic, payload, retain: in-process outbound
 
 
 class _Link:
@@ -339,13 +357,16 @@ class SparkplugHost:
         broker_url: str | None = None,
         client_id: str | None = None,
         rebirth_interval_s: float = 5.0,
+        publish: Publish | None = None,
     ) -> None:
         url = broker_url or settings.mqtt_url
-        if not url:
+        if not url and publish is None:
             raise ValueError("the Sparkplug host needs an MQTT broker (settings.mqtt_url)")
         if "/" in host_id or "+" in host_id or "#" in host_id:
             raise ValueError(f"host id may not contain '/', '+' or '#': {host_id!r}")
-        self.address = BrokerAddress.parse(url)
+        # In-process (embedded broker): messages come through handle(), replies go to publish.
+        self._publish = publish
+        self.address = BrokerAddress.parse(url) if url and publish is None else None
         self.registry = registry
         self.ingest = ingest
         self.groups = dict(groups)
@@ -360,14 +381,27 @@ class SparkplugHost:
         self._link: _Link | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
+        # Downlink: registry device -> (node key, Sparkplug device id; None for the node).
+        self._where: dict[int, tuple[tuple[str, str], str | None]] = {}
+        self._pending: dict[_WriteKey, asyncio.Future[WriteAnswer]] = {}
+        self._write_locks: dict[_WriteKey, asyncio.Lock] = {}
+        self._ready = asyncio.Event()  # in-process mode
+        self._born_ms = time.time_ns() // 1_000_000
 
     @property
     def ready(self) -> asyncio.Event:
+        if self._publish is not None:
+            return self._ready
         if self._link is None:
             raise RuntimeError("the Sparkplug host is not started")
         return self._link.ready
 
     async def start(self) -> None:
+        if self._publish is not None:
+            self._publish(state_topic(self.host_id), state_payload(True, self._born_ms), True)
+            self._ready.set()
+            return
+        assert self.address is not None
         self._link = _Link(
             self.address, self.client_id, self.host_id, asyncio.get_running_loop(), self._queue
         )
@@ -376,6 +410,10 @@ class SparkplugHost:
 
     async def stop(self) -> None:
         """Go offline (STATE), handle what already arrived, then end. Idempotent."""
+        if self._publish is not None and not self._stopped:
+            self._stopped = True
+            self._ready.clear()
+            self._publish(state_topic(self.host_id), state_payload(False, self._born_ms), True)
         if self._link is not None and not self._stopped:
             self._stopped = True
             await asyncio.to_thread(self._link.stop)
@@ -399,8 +437,17 @@ class SparkplugHost:
 
     # One message ---------------------------------------------------------------------------
 
-    async def handle(self, topic: str, payload: bytes, received_us: int | None = None) -> None:
-        """Handle one Sparkplug message (in arrival order)."""
+    async def handle(
+        self,
+        topic: str,
+        payload: bytes,
+        received_us: int | None = None,
+        *,
+        tenant: int | None = None,
+    ) -> None:
+        """Handle one Sparkplug message (in arrival order). ``tenant``: the publisher's own
+        tenant, known when the broker authenticated it (then a non-empty ``groups`` mapping
+        must map the group to that same tenant)."""
         at = received_us if received_us is not None else now_us()
         try:
             t = Topic.parse(topic)
@@ -411,7 +458,11 @@ class SparkplugHost:
         if kind in (MessageType.STATE, MessageType.NCMD, MessageType.DCMD):
             return  # other hosts' state and commands (ours included) are not data
         self.stats.messages += 1
-        tenant = await self._tenant(t.group_id)
+        if tenant is not None and self.groups:
+            if await self._tenant(t.group_id) != tenant:
+                tenant = None
+        elif tenant is None:
+            tenant = await self._tenant(t.group_id)
         if tenant is None:
             self.stats.unknown_group += 1
             self._rlog.warning(
@@ -445,6 +496,8 @@ class SparkplugHost:
                 return
             await self._ingest(t, node, state, p, at)
             self.stats.data += 1
+            if self._pending and t.device_id is not None:
+                self._answer(t, state, p)
 
     def _in_sequence(self, t: Topic, node: _NodeState, p: Payload) -> bool:
         """Check ``seq`` after NBIRTH; False when the message cannot be used at all."""
@@ -478,6 +531,7 @@ class SparkplugHost:
             self._reject(str(getattr(exc, "reason", "refused")), f"{t}: {exc.detail}")
             return
         node.gateway = state
+        self._where[state.device] = ((t.group_id, t.edge_node_id), None)
         node.bd_seq = int(bd) if bd is not None else None
         node.seq = p.seq if p.seq is not None else 0
         node.devices.clear()  # a new session: devices are born again after it
@@ -505,6 +559,7 @@ class SparkplugHost:
             self._reject(str(getattr(exc, "reason", "refused")), f"{t}: {exc.detail}")
             return
         node.devices[t.device_id] = state
+        self._where[state.device] = ((t.group_id, t.edge_node_id), t.device_id)
         self.stats.births += 1
         await self._ingest(t, node, state, p, at, birth=True)
 
@@ -519,12 +574,14 @@ class SparkplugHost:
             return
         devices = [node.gateway.device, *(d.device for d in node.devices.values())]
         node.gateway, node.seq, node.bd_seq = None, None, None
+        self._fail_pending(t, None, f"edge node '{t.edge_node_id}' went offline")
         node.devices.clear()
         await self._dead(node.tenant, devices, at)
 
     async def _ddeath(self, t: Topic, node: _NodeState, at: int) -> None:
         assert t.device_id is not None
         state = node.devices.pop(t.device_id, None)
+        self._fail_pending(t, t.device_id, f"device '{t.device_id}' went offline")
         if state is not None:
             await self._dead(node.tenant, [state.device], at)
 
@@ -576,6 +633,8 @@ class SparkplugHost:
                 if _is_protocol(name) or name == PRODUCT_METRIC or name in state.skipped:
                     continue
                 meta = state.by_name.get(name)
+            if _write_status(m) not in (None, "ok"):
+                continue  # a failed write's null is the edge's answer, not a reading
             if meta is None:
                 if m.alias is None or m.alias not in state.skipped_aliases:
                     unknown += 1
@@ -605,16 +664,119 @@ class SparkplugHost:
         if node.rebirth_asked and now - node.rebirth_asked < self.rebirth_interval_s:
             return
         node.rebirth_asked = now
-        if self._link is None:
+        if self._link is None and self._publish is None:
             return
         ms = time.time_ns() // 1_000_000
         cmd = Payload(
             metrics=(Metric(REBIRTH, DataType.Boolean, True, timestamp=ms),), timestamp=ms
         )
         topic = Topic(t.group_id, MessageType.NCMD, t.edge_node_id)
-        self._link.publish(str(topic), encode_payload(cmd))
+        if self._publish is not None:
+            self._publish(str(topic), encode_payload(cmd), False)
+        elif self._link is not None:
+            self._link.publish(str(topic), encode_payload(cmd))
         self.stats.rebirths_requested += 1
         log.info("Sparkplug: asked %s/%s for a rebirth (%s)", t.group_id, t.edge_node_id, why)
+
+    # Downlink -------------------------------------------------------------------------------
+
+    def downlink(self, device: int) -> str | None:
+        """Why ``device`` cannot take writes through this host now, or None when it can."""
+        where = self._where.get(device)
+        if where is None:
+            return "it is not a device behind a Sparkplug edge node seen by this platform"
+        (group, edge), name = where
+        node = self._nodes.get((group, edge))
+        if name is None:
+            return f"it is Sparkplug edge node '{edge}' itself; only its devices take writes"
+        if node is None or node.gateway is None:
+            return f"its Sparkplug edge node '{edge}' is offline"
+        state = node.devices.get(name)
+        if state is None or state.device != device:
+            return f"device '{name}' is offline on Sparkplug edge node '{edge}'"
+        if self._publish is None and (self._link is None or not self._link.ready.is_set()):
+            return "the platform is not connected to the MQTT broker"
+        return None
+
+    async def write(
+        self, device: int, identifier: str, value: Any, timeout_s: float
+    ) -> WriteAnswer:
+        """Publish a DCMD setting one metric of ``device`` and wait for the edge node's
+        answer (a DDATA of that metric carrying ``writeStatus``). Raises :class:`Conflict`
+        when the device has no downlink now or goes offline while waiting, and
+        :class:`TimeoutError` when no answer comes in ``timeout_s``. Writes to the same
+        metric are sent one at a time: the answer carries no request id."""
+        why = self.downlink(device)
+        if why is not None:
+            raise Conflict(f"device {device} cannot take writes: {why}")
+        (group, edge), name = self._where[device]
+        assert name is not None
+        key: _WriteKey = (group, edge, name, identifier)
+        lock = self._write_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            why = self.downlink(device)  # it may have gone while we queued
+            if why is not None:
+                raise Conflict(f"device {device} cannot take writes: {why}")
+            meta = self._nodes[(group, edge)].devices[name].by_identifier.get(identifier)
+            if meta is None:
+                raise Conflict(
+                    f"device '{name}' declared no metric for property '{identifier}' in its birth",
+                    [FieldError("property", "not a metric of the device's Sparkplug birth")],
+                )
+            future: asyncio.Future[WriteAnswer] = asyncio.get_running_loop().create_future()
+            self._pending[key] = future
+            try:
+                ms = time.time_ns() // 1_000_000
+                # After a birth the alias stands for the name (Sparkplug 3.0 aliasing).
+                metric = Metric(
+                    None if meta.alias is not None else meta.name,
+                    DataType(meta.datatype),
+                    value,
+                    alias=meta.alias,
+                    timestamp=ms,
+                )
+                try:
+                    encoded = encode_payload(Payload((metric,), ms))
+                except YugongError as exc:  # the value does not fit the metric's datatype
+                    raise InvalidInput(
+                        f"property '{identifier}' of device '{name}': {exc.detail}",
+                        [FieldError("value", f"does not fit {DataType(meta.datatype).name}")],
+                    ) from None
+                topic = Topic(group, MessageType.DCMD, edge, name)
+                if self._publish is not None:
+                    self._publish(str(topic), encoded, False)
+                else:
+                    assert self._link is not None
+                    self._link.publish(str(topic), encoded)
+                return await asyncio.wait_for(future, timeout_s)
+            finally:
+                if self._pending.get(key) is future:
+                    del self._pending[key]
+
+    def _answer(self, t: Topic, state: _DeviceState, p: Payload) -> None:
+        for m in p.metrics:
+            status = _write_status(m)
+            if status is None:
+                continue
+            meta = state.by_name.get(m.name) if m.name is not None else None
+            if meta is None and m.alias is not None:
+                meta = state.by_alias.get(m.alias)
+            if meta is None:
+                continue
+            key = (t.group_id, t.edge_node_id, t.device_id or "", meta.identifier)
+            future = self._pending.pop(key, None)
+            if future is not None and not future.done():
+                message = m.properties.get("writeMessage")
+                if isinstance(message, tuple):
+                    message = message[1]
+                future.set_result(WriteAnswer(status, str(message or "")))
+
+    def _fail_pending(self, t: Topic, device: str | None, why: str) -> None:
+        for key in [k for k in self._pending if k[:2] == (t.group_id, t.edge_node_id)]:
+            if device is None or key[2] == device:
+                future = self._pending.pop(key)
+                if not future.done():
+                    future.set_exception(Conflict(why))
 
     async def _tenant(self, group: str) -> int | None:
         slug = self.groups.get(group)
@@ -695,8 +857,9 @@ class SparkplugHost:
                 if m.alias is not None:
                     state.skipped_aliases.add(m.alias)
                 continue
-            meta = _Metric(identifier_for(m.name), int(m.datatype))
+            meta = _Metric(identifier_for(m.name), int(m.datatype), m.name, m.alias)
             state.by_name[m.name] = meta
+            state.by_identifier[meta.identifier] = meta
             if m.alias is not None:
                 state.by_alias[m.alias] = meta
         return state
@@ -732,6 +895,16 @@ class SparkplugHost:
         self._rlog.warning(reason, f"Sparkplug message refused: {detail}")
 
 
+_WriteKey = tuple[str, str, str, str]  # group, edge node, device, property identifier
+
+
+def _write_status(m: Metric) -> str | None:
+    status = m.properties.get("writeStatus")
+    if isinstance(status, tuple):
+        status = status[1]
+    return str(status) if status is not None else None
+
+
 def _refuse(reason: str, msg: str) -> Rejected:
     return Rejected(msg, [FieldError("device", msg)], reason=reason)
 
@@ -756,6 +929,7 @@ def _value(m: Metric, datatype: int) -> Any:
 __all__ = [
     "HostStats",
     "SparkplugHost",
+    "WriteAnswer",
     "identifier_for",
     "merge_model",
     "product_key",
