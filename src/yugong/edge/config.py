@@ -30,11 +30,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from yugong.core.errors import FieldError, InvalidInput
 from yugong.core.timeutil import parse_duration_us
+from yugong.core.yamlfile import read_yaml
 from yugong.edge.connectors.simulator import Signal, SimulatedDevice, Waveform
 from yugong.edge.processing import PipelineConfig
 from yugong.edge.profiles import (
@@ -225,19 +225,7 @@ class ResolvedConnector:
 def load_config(path: str | Path) -> GatewayConfig:
     """Read and validate a gateway config file (not yet its profiles)."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise InvalidInput(
-            f"{path}: cannot read: {e.strerror or e}", [FieldError(str(path), "cannot read")]
-        ) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        problem = getattr(e, "problem", None) or str(e)
-        raise InvalidInput(
-            f"{where}: not valid YAML: {problem}", [FieldError(where, problem)]
-        ) from None
+    data = read_yaml(path)
     return parse_config(data, source=str(path), base_dir=path.parent)
 
 

@@ -18,11 +18,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from yugong.core.errors import FieldError, InvalidInput
 from yugong.core.timeutil import parse_duration_us
+from yugong.core.yamlfile import read_yaml
 
 Protocol = Literal[
     "modbus_tcp",
@@ -500,19 +500,7 @@ def parse_profile(data: Any, *, source: str = "<profile>") -> DeviceProfile:
 def load_profile(path: str | Path) -> DeviceProfile:
     """Read one device profile from a YAML file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ProfileError(
-            f"{path}: cannot read: {e.strerror or e}", [FieldError(str(path), "cannot read")]
-        ) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        problem = getattr(e, "problem", None) or str(e)
-        raise ProfileError(
-            f"{where}: not valid YAML: {problem}", [FieldError(where, f"not valid YAML: {problem}")]
-        ) from None
+    data = read_yaml(path, ProfileError)
     return parse_profile(data, source=path.name)
 
 
