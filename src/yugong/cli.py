@@ -88,6 +88,8 @@ def _free_port(host: str) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from yugong.apps.demo.edge import run_edge
+    from yugong.apps.demo.factory import FactoryProcess, make_layout
     from yugong.apps.demo.plant import run_plant
     from yugong.apps.demo.provision import provision_demo
     from yugong.server import configure_logging, serve
@@ -102,6 +104,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     if settings.mqtt_url:
         overrides["mqtt_url"] = None  # the demo plant publishes to the embedded broker
     settings = settings.model_copy(update=overrides)
+
+    # The factory floor behind the edge gateway: Modbus PLCs and OPC UA CNCs, own process.
+    factory = FactoryProcess(make_layout(pumps=3, motors=2, meters=2, cncs=2))
 
     async def after_start(platform: Any) -> None:
         devices = await asyncio.to_thread(provision_demo, platform, machines=args.machines)
@@ -120,9 +125,18 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         print("  Stop with Ctrl+C.\n")
         sys.stdout.flush()
         assert platform.mqtt_address is not None
-        await run_plant(platform.mqtt_address[0], platform.mqtt_address[1], devices)
+        await asyncio.to_thread(factory.start)
+        buffer = settings.data_dir / "demo-edge-buffer.sqlite"
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(
+                run_plant(platform.mqtt_address[0], platform.mqtt_address[1], devices)
+            )
+            tasks.create_task(run_edge(platform, factory.layout, buffer))
 
-    asyncio.run(serve(settings, after_start))
+    try:
+        asyncio.run(serve(settings, after_start))
+    finally:
+        factory.stop()
     return 0
 
 

@@ -74,3 +74,33 @@ def provision_demo(platform: Any, *, machines: int = 12) -> list[SimDevice]:
                     ).token
                 devices.append(SimDevice(name=name, product=key, token=token))
     return devices
+
+
+GATEWAY_PRODUCT = "edge-gateway"
+GATEWAY_NAME = "edge-gw-01"
+
+
+def provision_gateway(platform: Any) -> SimDevice:
+    """The demo's edge gateway device (its product marked gateway), with a fresh token: the
+    gateway logs in to the embedded broker with it as a Sparkplug edge node of that name."""
+    reg: Registry = platform.registry
+    tenant = _tenant(reg)
+    found = reg.products.list(SYSTEM, tenant_id=tenant, search=GATEWAY_PRODUCT, limit=1000)
+    product = next((p for p in found.items if p.key == GATEWAY_PRODUCT), None)
+    if product is None:
+        product = reg.products.create(
+            SYSTEM,
+            key=GATEWAY_PRODUCT,
+            name="边缘网关 Edge gateway",
+            is_gateway=True,
+            tenant_id=tenant,
+        )
+    site = _asset(reg, tenant, "site", "郑州工厂 Zhengzhou plant", None)
+    try:
+        existing = reg.devices.get_by_name(SYSTEM, GATEWAY_NAME, tenant_id=tenant)
+        token = reg.devices.rotate_token(SYSTEM, existing.id, tenant_id=tenant)
+    except NotFound:
+        token = reg.devices.create(
+            SYSTEM, name=GATEWAY_NAME, product_id=product.id, asset_id=site, tenant_id=tenant
+        ).token
+    return SimDevice(name=GATEWAY_NAME, product=GATEWAY_PRODUCT, token=token)
