@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from collections.abc import Awaitable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from amqtt.plugins.base import BaseAuthPlugin, BasePlugin, BaseTopicPlugin
 from amqtt.session import Session
 
 from yugong.core.errors import YugongError
+from yugong.core.ratelog import RateLimitedLog
 from yugong.core.settings import Settings
 from yugong.core.timeutil import now_us
 from yugong.infra.mqtt5 import MqttFront
@@ -147,27 +147,6 @@ GATEWAY_PUBLISH_TOPICS = frozenset(
 GATEWAY_SUBSCRIBE_TOPICS = frozenset(
     f"v1/gateway/{t}" for t in ("attributes", "attributes/response", "rpc")
 )
-
-
-class RateLimitedLog:
-    """One log line per key per ``interval_s``; the lines held back are counted in the next."""
-
-    def __init__(self, logger: logging.Logger, interval_s: float = 10.0) -> None:
-        self.logger = logger
-        self.interval_s = interval_s
-        self._last: dict[str, tuple[float, int]] = {}
-
-    def warning(self, key: str, msg: str) -> None:
-        now = time.monotonic()
-        last, held = self._last.get(key, (0.0, 0))
-        if now - last < self.interval_s:
-            self._last[key] = (last, held + 1)
-            return
-        if len(self._last) > 10_000:  # bound memory under a flood of distinct keys
-            self._last.clear()
-        self._last[key] = (now, 0)
-        more = f" ({held} similar messages suppressed)" if held else ""
-        self.logger.warning("%s%s", msg, more)
 
 
 @dataclass

@@ -21,7 +21,6 @@ import contextlib
 import logging
 import re
 import ssl
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +33,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from yugong.core.quality import Quality
+from yugong.core.ratelog import RateLimitedLog
 from yugong.core.timeutil import now_us
 from yugong.edge.connectors.base import (
     Backoff,
@@ -135,26 +135,6 @@ class TopicPattern:
         return captured if len(parts) == len(self.segments) else None
 
 
-class _RateLimitedLog:
-    """A warning at most every ``every`` seconds, saying how many were not logged meanwhile."""
-
-    def __init__(self, every: float) -> None:
-        self.every = every
-        self._last = -float("inf")
-        self._suppressed = 0
-
-    def warning(self, msg: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last < self.every:
-            self._suppressed += 1
-            return
-        if self._suppressed:
-            msg += " (%d more not logged)"
-            args = (*args, self._suppressed)
-        self._last, self._suppressed = now, 0
-        log.warning(msg, *args)
-
-
 # --------------------------------------------------------------------------- the session
 class MqttJsonSession(DeviceSession):
     def __init__(self, profile: DeviceProfile, options: MqttJsonOptions) -> None:
@@ -181,7 +161,7 @@ class MqttJsonSession(DeviceSession):
         self._queue: deque[tuple[str, bytes, int]] = deque()
         self._arrived = asyncio.Event()
         self._lost: str | None = None
-        self._warn = _RateLimitedLog(options.log_every)
+        self._warn = RateLimitedLog(log, options.log_every)
 
     @property
     def connected(self) -> bool:
@@ -296,7 +276,7 @@ class MqttJsonSession(DeviceSession):
     def _bad(self, topic: str, why: str, device: str | None, ts: int, out: Columns) -> None:
         self.bad_messages += 1
         self.stats.errors += 1
-        self._warn.warning("%s: bad message on %s: %s", self.name, topic, why)
+        self._warn.warning(self.name, f"{self.name}: bad message on {topic}: {why}")
         if self.options.report_missing and device:
             out.add_bad(device, self.mapping.points, ts)
             self.stats.bad_points += len(self.mapping.points)

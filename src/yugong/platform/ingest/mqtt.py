@@ -49,8 +49,8 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from yugong.core.errors import YugongError
+from yugong.core.ratelog import RateLimitedLog
 from yugong.core.settings import Settings
-from yugong.infra.broker import RateLimitedLog
 from yugong.platform.ingest.service import IngestService, Message
 from yugong.platform.registry.bindings import DeviceBinding, DeviceDirectory
 

@@ -69,6 +69,7 @@ from sqlalchemy import update
 
 from yugong.core.errors import Conflict, FieldError, InvalidInput, YugongError
 from yugong.core.quality import Quality
+from yugong.core.ratelog import RateLimitedLog
 from yugong.core.samples import make_batch
 from yugong.core.settings import Settings
 from yugong.core.timeutil import now_us
@@ -86,7 +87,6 @@ from yugong.edge.sparkplug import (
     state_payload,
     state_topic,
 )
-from yugong.infra.broker import RateLimitedLog
 from yugong.platform.ingest.mqtt import BrokerAddress
 from yugong.platform.ingest.service import SAMPLES_TOPIC, IngestService
 from yugong.platform.ingest.validate import Rejected
