@@ -52,9 +52,12 @@ __all__ = [
     "decode_payload",
     "encode_data_by_device",
     "encode_payload",
+    "metric_from_pb",
     "metric_value",
     "next_seq",
+    "parse_pb",
     "parse_state",
+    "payload_from_pb",
     "state_payload",
     "state_topic",
 ]
@@ -542,8 +545,10 @@ def _decode_properties(ps: Any) -> dict[str, Any]:
     return {k: metric_value(v, v.type) for k, v in zip(ps.keys, ps.values, strict=False)}
 
 
-def decode_payload(data: bytes) -> Payload:
-    """Parse a Sparkplug B payload; anything protobuf cannot parse is InvalidInput."""
+def parse_pb(data: bytes) -> Any:
+    """The protobuf message of a Sparkplug B payload; anything protobuf cannot parse is
+    InvalidInput. Hot paths read metrics from it directly; :func:`payload_from_pb` makes the
+    plain :class:`Payload`."""
     pb: Any = PbPayload()
     try:
         pb.ParseFromString(data)
@@ -551,28 +556,37 @@ def decode_payload(data: bytes) -> Payload:
         raise InvalidInput(
             f"malformed Sparkplug B payload: {exc}", [FieldError("payload", "protobuf")]
         ) from exc
-    metrics = tuple(
-        Metric(
-            name=m.name if m.HasField("name") else None,
-            datatype=DataType(m.datatype)
-            if m.datatype in DataType._value2member_map_
-            else DataType.Unknown,
-            value=metric_value(m, m.datatype),
-            alias=m.alias if m.HasField("alias") else None,
-            timestamp=m.timestamp if m.HasField("timestamp") else None,
-            properties=_decode_properties(m.properties) if m.HasField("properties") else {},
-            is_historical=m.is_historical,
-            is_transient=m.is_transient,
-        )
-        for m in pb.metrics
+    return pb
+
+
+def metric_from_pb(m: Any) -> Metric:
+    return Metric(
+        name=m.name if m.HasField("name") else None,
+        datatype=DataType(m.datatype)
+        if m.datatype in DataType._value2member_map_
+        else DataType.Unknown,
+        value=metric_value(m, m.datatype),
+        alias=m.alias if m.HasField("alias") else None,
+        timestamp=m.timestamp if m.HasField("timestamp") else None,
+        properties=_decode_properties(m.properties) if m.HasField("properties") else {},
+        is_historical=m.is_historical,
+        is_transient=m.is_transient,
     )
+
+
+def payload_from_pb(pb: Any) -> Payload:
     return Payload(
-        metrics=metrics,
+        metrics=tuple(metric_from_pb(m) for m in pb.metrics),
         timestamp=pb.timestamp if pb.HasField("timestamp") else None,
         seq=pb.seq if pb.HasField("seq") else None,
         uuid=pb.uuid if pb.HasField("uuid") else None,
         body=pb.body if pb.HasField("body") else None,
     )
+
+
+def decode_payload(data: bytes) -> Payload:
+    """Parse a Sparkplug B payload; anything protobuf cannot parse is InvalidInput."""
+    return payload_from_pb(parse_pb(data))
 
 
 # --------------------------------------------------------------------------- edge batches

@@ -59,6 +59,11 @@ def exception_name(code: int) -> str:
         return "UNKNOWN"
 
 
+class BadResponse(Exception):
+    """The device answered with a frame that does not answer the request (another function
+    code, or another number of values than asked for): not data, so the poll fails."""
+
+
 ModbusConnection = ModbusTcpConnection | ModbusRtuConnection | ModbusRtuOverTcpConnection
 AnyClient = AsyncModbusTcpClient | AsyncModbusSerialClient
 
@@ -227,6 +232,7 @@ class ModbusSession(DeviceSession):
             block, rows = state.block, state.rows
             response = await self._read(block)
             ts[rows] = now_us()  # when this block's answer arrived
+            _check_answer(block, response)
             if response.isError():
                 self._block_failed(state, response, result)
                 values[rows] = np.nan
@@ -326,6 +332,22 @@ class ModbusSession(DeviceSession):
             f"device {self.name} refused {point}: exception {code} {exception_name(code)}",
             code=code,
         )
+
+
+def _check_answer(block: Block, response: ModbusPDU) -> None:
+    """Raise :class:`BadResponse` unless ``response`` answers the read of ``block``: the
+    same function code (or its exception), and exactly the registers asked for (bits come
+    in whole bytes)."""
+    fc = int(response.function_code)
+    where = f"{block.space} {block.start}..{block.end}"
+    if fc & 0x7F != block.function_code:
+        raise BadResponse(f"{where}: answer has function code {fc}, not {block.function_code}")
+    if response.isError():
+        return
+    got = len(response.bits) if block.is_bits else len(response.registers)
+    want = (block.count + 7) // 8 * 8 if block.is_bits else block.count
+    if got != want:
+        raise BadResponse(f"{where}: answer has {got} values, asked for {block.count}")
 
 
 class ModbusConnector(Connector):

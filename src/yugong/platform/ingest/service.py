@@ -229,14 +229,10 @@ class IngestService:
         :meth:`ingest_telemetry` / :meth:`ingest_attributes`. The accepted telemetry leaves
         as one batch. ``received_us`` (per message) stamps values that carry no ``ts``;
         without it the drain's time is used. Refusals are counted and returned, not raised."""
-        now = now_us()
         rejected: dict[int, YugongError] = {}
         attributes: list[int] = []
         parsed: dict[int, list[TelemetryEntry]] = {}
-        groups: dict[Any, _Group] = {}
-        by_binding: dict[int, _Group] = {}  # id(PropertyBinding) -> its group, this drain
-        last_default = 0
-        for i, (device, payload, kind) in enumerate(items):
+        for i, (_device, payload, kind) in enumerate(items):
             if kind != "telemetry":
                 if kind != "attributes":
                     raise ValueError(f"unknown message kind {kind!r}")
@@ -250,6 +246,57 @@ class IngestService:
                 rejected[i] = exc
                 continue
             parsed[i] = entries
+        bindings = [device for device, _, _ in items]
+        points, out = await self._ingest_parsed(bindings, parsed, rejected, received_us)
+        n_attrs = 0
+        for i in attributes:
+            device, payload, _ = items[i]
+            try:  # counts its own refusals
+                n_attrs += await self.ingest_attributes(device, payload)
+            except YugongError as exc:
+                rejected[i] = exc
+        return BatchOutcome(
+            accepted=len(items) - len(rejected),
+            points=points,
+            out_of_range=out,
+            attributes=n_attrs,
+            rejected=sorted(rejected.items(), key=lambda r: r[0]),
+        )
+
+    async def ingest_entries(
+        self,
+        items: Sequence[tuple[DeviceBinding, list[TelemetryEntry]]],
+        received_us: Sequence[int] | None = None,
+    ) -> BatchOutcome:
+        """Already decoded messages (e.g. Sparkplug DATA), each accepted or refused whole as
+        by :meth:`ingest_messages`; the accepted values leave as one batch."""
+        rejected: dict[int, YugongError] = {}
+        parsed = dict(enumerate(entries for _, entries in items))
+        bindings = [device for device, _ in items]
+        points, out = await self._ingest_parsed(bindings, parsed, rejected, received_us)
+        return BatchOutcome(
+            accepted=len(items) - len(rejected),
+            points=points,
+            out_of_range=out,
+            attributes=0,
+            rejected=sorted(rejected.items(), key=lambda r: r[0]),
+        )
+
+    async def _ingest_parsed(
+        self,
+        bindings: Sequence[DeviceBinding],
+        parsed: dict[int, list[TelemetryEntry]],
+        rejected: dict[int, YugongError],
+        received_us: Sequence[int] | None,
+    ) -> tuple[int, int]:
+        """Group, validate and write the telemetry of many messages; refusals go into
+        ``rejected`` (by message index) and are counted. Returns (points, out of range)."""
+        now = now_us()
+        groups: dict[Any, _Group] = {}
+        by_binding: dict[int, _Group] = {}  # id(PropertyBinding) -> its group, this drain
+        last_default = 0
+        for i, entries in parsed.items():
+            device = bindings[i]
             # Values without ts get the receive time, kept strictly increasing so two such
             # messages for one series in a drain do not collapse into one point.
             default = max(received_us[i] if received_us is not None else now, last_default + 1)
@@ -282,31 +329,17 @@ class IngestService:
             if used_default:
                 last_default = default
 
-        checked = self._check_groups(items, list(groups.values()), parsed, rejected)
-        batch, tenants = _assemble_groups(items, checked)
+        checked = self._check_groups(bindings, list(groups.values()), parsed, rejected)
+        batch, tenants = _assemble_groups(bindings, checked)
         ok = [i for i in parsed if i not in rejected]
         if batch.num_rows:
             await self.writer.submit(batch)
             self.bus.publish(SAMPLES_TOPIC, batch)
-            self.directory.touch(sorted({items[i][0].device for i in ok}), now_us())
-        points, out = self._count_batch(batch, tenants, [items[i][0].tenant for i in ok])
+            self.directory.touch(sorted({bindings[i].device for i in ok}), now_us())
+        counted = self._count_batch(batch, tenants, [bindings[i].tenant for i in ok])
         for i, why in rejected.items():
-            self.count_rejected(items[i][0].tenant, str(getattr(why, "reason", "invalid")))
-
-        n_attrs = 0
-        for i in attributes:
-            device, payload, _ = items[i]
-            try:  # counts its own refusals
-                n_attrs += await self.ingest_attributes(device, payload)
-            except YugongError as exc:
-                rejected[i] = exc
-        return BatchOutcome(
-            accepted=len(ok) + len(attributes) - sum(1 for i in attributes if i in rejected),
-            points=points,
-            out_of_range=out,
-            attributes=n_attrs,
-            rejected=sorted(rejected.items(), key=lambda r: r[0]),
-        )
+            self.count_rejected(bindings[i].tenant, str(getattr(why, "reason", "invalid")))
+        return counted
 
     def stats(self) -> dict[int, TenantStats]:
         """Counters per tenant (a snapshot)."""
@@ -476,7 +509,7 @@ class IngestService:
 
     def _check_groups(
         self,
-        items: Sequence[Message],
+        bindings: Sequence[DeviceBinding],
         groups: list[_Group],
         parsed: dict[int, list[TelemetryEntry]],
         rejected: dict[int, YugongError],
@@ -496,7 +529,7 @@ class IngestService:
                 done.append(None)
                 for i in sorted({int(x) for x in m[keep]}):
                     try:
-                        self.build_telemetry(items[i][0], parsed[i])
+                        self.build_telemetry(bindings[i], parsed[i])
                     except YugongError as exc:
                         rejected[i] = exc
         while True:
@@ -622,12 +655,12 @@ def _take(values: list[Any], keep: npt.NDArray[np.bool_]) -> list[Any]:
 
 
 def _assemble_groups(
-    items: Sequence[Message], checked: list[tuple[_Group, npt.NDArray[np.bool_], Checked]]
+    bindings: Sequence[DeviceBinding], checked: list[tuple[_Group, npt.NDArray[np.bool_], Checked]]
 ) -> tuple[pa.Table, npt.NDArray[np.int32]]:
     """One SAMPLE_SCHEMA batch from the checked groups; also the tenant of each row."""
     if not checked:
         return SAMPLE_SCHEMA.empty_table(), np.empty(0, dtype=np.int32)
-    tenant_of = np.fromiter((d.tenant for d, _, _ in items), dtype=np.int32, count=len(items))
+    tenant_of = np.fromiter((d.tenant for d in bindings), dtype=np.int32, count=len(bindings))
     tenants, series, ts = [], [], []
     for g, keep, _ in checked:
         msg = np.asarray(g.msg, dtype=np.int64)[keep]

@@ -33,8 +33,9 @@ Auto-provisioning (within the tenant, like the ThingsBoard gateway API):
   product's model); a device of the tenant with the same name that is not behind this edge
   node, or an existing device named like the edge node that is not a gateway, is refused.
 
-Data: births and NDATA/DDATA values are ingested per device, one column per metric
-(``IngestService.ingest_columns``), with the metric's timestamp or else the payload's.
+Data: births and NDATA/DDATA values are ingested with the metric's timestamp or else the
+payload's; the DATA of messages that arrive together goes to ``IngestService.ingest_entries``
+as one batch (each message still accepted or refused whole).
 Aliases from the births decode DATA. ``seq`` is checked per edge node (0..255, wrapping): a
 gap, DATA from a node or device without a birth, or a birth out of order makes the host
 publish an NCMD ``Node Control/Rebirth`` (at most once per ``rebirth_interval_s`` per node).
@@ -48,8 +49,9 @@ is no longer current while the history keeps the last good value.
 A null or BAD-quality metric (codec property ``Quality``) is stored as a BAD sample. Refusals
 are counted in ``stats.rejected`` under a reason (``malformed``, ``bad_topic``, ``not_child``,
 ``not_gateway``, ``stale_death``, ingest's own reasons such as ``wrong_type``).
-Messages are handled one at a time in arrival order (seq needs it); births provision in a
-worker thread so the event loop keeps running.
+Messages are handled in arrival order (seq needs it; DATA queued before a birth or death is
+written before it is handled); births provision in a worker thread so the event loop keeps
+running.
 """
 
 from __future__ import annotations
@@ -82,14 +84,19 @@ from yugong.edge.sparkplug import (
     Metric,
     Payload,
     Topic,
-    decode_payload,
     encode_payload,
+    metric_from_pb,
+    metric_value,
+    parse_pb,
+    payload_from_pb,
     state_payload,
     state_topic,
 )
 from yugong.platform.ingest.mqtt import BrokerAddress
+from yugong.platform.ingest.payloads import TelemetryEntry
 from yugong.platform.ingest.service import SAMPLES_TOPIC, IngestService
 from yugong.platform.ingest.validate import Rejected
+from yugong.platform.registry.bindings import DeviceBinding
 from yugong.platform.registry.models import Device
 from yugong.platform.registry.service import Registry
 from yugong.security.principal import SYSTEM
@@ -139,6 +146,17 @@ class _DeviceState:
     skipped: set[str] = field(default_factory=set)  # metrics of types the store cannot hold
     skipped_aliases: set[int] = field(default_factory=set)
     by_identifier: dict[str, _Metric] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Data:
+    """One message's values, waiting to be ingested with its neighbours."""
+
+    topic: Topic
+    state: _DeviceState
+    entries: list[TelemetryEntry]
+    answer: Payload | None  # decoded when it carries write answers someone waits for
+    is_data: bool  # NDATA/DDATA (not a birth's values)
 
 
 @dataclass
@@ -198,6 +216,7 @@ _SIGNED_BITS: dict[int, int] = {
     DataType.Int32: 32,
     DataType.Int64: 64,
 }
+_DRAIN = 1000  # messages handled (and their DATA ingested) together at most
 _UNIT_KEYS = ("engUnit", "EngUnit", "Engineering Units", "unit")
 
 
@@ -426,16 +445,16 @@ class SparkplugHost:
 
     async def _consume(self) -> None:
         while True:
-            topic, payload, at = await self._queue.get()
+            batch = [await self._queue.get()]
+            while len(batch) < _DRAIN and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             try:
-                await self.handle(topic, payload, at)
-            except Exception:
-                self._count("error")
-                log.exception("Sparkplug message on %s failed", topic)
+                await self.handle_many(batch)
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()
 
-    # One message ---------------------------------------------------------------------------
+    # Messages ------------------------------------------------------------------------------
 
     async def handle(
         self,
@@ -445,18 +464,40 @@ class SparkplugHost:
         *,
         tenant: int | None = None,
     ) -> None:
-        """Handle one Sparkplug message (in arrival order). ``tenant``: the publisher's own
-        tenant, known when the broker authenticated it (then a non-empty ``groups`` mapping
-        must map the group to that same tenant)."""
+        """Handle one Sparkplug message. ``tenant``: the publisher's own tenant, known when
+        the broker authenticated it (then a non-empty ``groups`` mapping must map the group
+        to that same tenant)."""
         at = received_us if received_us is not None else now_us()
+        await self.handle_many([(topic, payload, at)], tenant=tenant)
+
+    async def handle_many(self, messages: Sequence[Received], *, tenant: int | None = None) -> None:
+        """Handle messages in arrival order. DATA of consecutive messages is ingested as one
+        batch, written before the next birth or death is handled."""
+        data: list[_Data] = []
+        for topic, payload, at in messages:
+            try:
+                item = await self._one(topic, payload, at, tenant, data)
+            except Exception:
+                self._count("error")
+                log.exception("Sparkplug message on %s failed", topic)
+                continue
+            if item is not None:
+                data.append(item)
+        await self._flush(data)
+
+    async def _one(
+        self, topic: str, payload: bytes, at: int, tenant: int | None, data: list[_Data]
+    ) -> _Data | None:
+        """One message: DATA comes back to be ingested with its neighbours; anything else
+        is handled here, after the DATA before it is written."""
         try:
             t = Topic.parse(topic)
         except YugongError:
             self._reject("bad_topic", f"unexpected topic {topic!r}")
-            return
+            return None
         kind = t.message_type
         if kind in (MessageType.STATE, MessageType.NCMD, MessageType.DCMD):
-            return  # other hosts' state and commands (ours included) are not data
+            return None  # other hosts' state and commands (ours included) are not data
         self.stats.messages += 1
         if tenant is not None and self.groups:
             if await self._tenant(t.group_id) != tenant:
@@ -469,54 +510,58 @@ class SparkplugHost:
                 f"group:{t.group_id}",
                 f"Sparkplug group {t.group_id!r} is not mapped to a tenant; message refused",
             )
-            return
+            return None
         try:
-            p = decode_payload(payload)
+            pb = parse_pb(payload)
         except YugongError as exc:
             self._reject("malformed", f"{topic}: {exc.detail}")
-            return
+            return None
         key = (t.group_id, t.edge_node_id)
         node = self._nodes.get(key)
         if node is None or node.tenant != tenant:
             node = self._nodes[key] = _NodeState(tenant)
-        if kind is MessageType.NBIRTH:
-            await self._nbirth(t, node, p, at)
-        elif kind is MessageType.NDEATH:
-            await self._ndeath(t, node, p, at)
-        elif not self._in_sequence(t, node, p):
-            return
-        elif kind is MessageType.DBIRTH:
-            await self._dbirth(t, node, p, at)
-        elif kind is MessageType.DDEATH:
-            await self._ddeath(t, node, at)
-        else:  # NDATA, DDATA
+        if kind in (MessageType.NDATA, MessageType.DDATA):
+            if not self._in_sequence(t, node, pb):
+                return None
             state = node.gateway if t.device_id is None else node.devices.get(t.device_id)
             if state is None:
                 self._ask_rebirth(t, node, "DATA before its birth")
-                return
-            await self._ingest(t, node, state, p, at)
-            self.stats.data += 1
-            if self._pending and t.device_id is not None:
-                self._answer(t, state, p)
+                return None
+            return self._data(t, node, state, pb, at)
+        await self._flush(data)
+        data.clear()
+        if kind is MessageType.NBIRTH:
+            await self._nbirth(t, node, pb, at)
+        elif kind is MessageType.NDEATH:
+            await self._ndeath(t, node, payload_from_pb(pb), at)
+        elif not self._in_sequence(t, node, pb):
+            return None
+        elif kind is MessageType.DBIRTH:
+            await self._dbirth(t, node, pb, at)
+        elif kind is MessageType.DDEATH:
+            await self._ddeath(t, node, at)
+        return None
 
-    def _in_sequence(self, t: Topic, node: _NodeState, p: Payload) -> bool:
+    def _in_sequence(self, t: Topic, node: _NodeState, pb: Any) -> bool:
         """Check ``seq`` after NBIRTH; False when the message cannot be used at all."""
         if node.gateway is None:
             self._ask_rebirth(t, node, f"{t.message_type} before NBIRTH")
             return False
-        if p.seq is None:
+        if not pb.HasField("seq"):
             self._reject("malformed", f"{t}: {t.message_type} without seq")
             return False
-        expected = (node.seq + 1) % 256 if node.seq is not None else p.seq
-        node.seq = p.seq
-        if p.seq != expected:
+        seq = int(pb.seq)
+        expected = (node.seq + 1) % 256 if node.seq is not None else seq
+        node.seq = seq
+        if seq != expected:
             # Something was lost: the host's view may be wrong, so ask for all of it again.
             # The message itself is still good data under the births we know.
             self.stats.seq_gaps += 1
-            self._ask_rebirth(t, node, f"seq {p.seq}, expected {expected}")
+            self._ask_rebirth(t, node, f"seq {seq}, expected {expected}")
         return True
 
-    async def _nbirth(self, t: Topic, node: _NodeState, p: Payload, at: int) -> None:
+    async def _nbirth(self, t: Topic, node: _NodeState, pb: Any, at: int) -> None:
+        p = payload_from_pb(pb)
         try:
             bd = p.metric(BDSEQ).value
         except KeyError:
@@ -536,11 +581,11 @@ class SparkplugHost:
         node.seq = p.seq if p.seq is not None else 0
         node.devices.clear()  # a new session: devices are born again after it
         self.stats.births += 1
-        await self._ingest(t, node, state, p, at, birth=True)
+        await self._flush([self._data(t, node, state, pb, at, birth=True)])
 
-    async def _dbirth(self, t: Topic, node: _NodeState, p: Payload, at: int) -> None:
+    async def _dbirth(self, t: Topic, node: _NodeState, pb: Any, at: int) -> None:
         assert node.gateway is not None and t.device_id is not None
-        metrics = [m for m in p.metrics if m.name is not None]
+        metrics = [m for m in payload_from_pb(pb).metrics if m.name is not None]
         product = next(
             (m.value for m in metrics if m.name == PRODUCT_METRIC and isinstance(m.value, str)),
             None,
@@ -561,7 +606,7 @@ class SparkplugHost:
         node.devices[t.device_id] = state
         self._where[state.device] = ((t.group_id, t.edge_node_id), t.device_id)
         self.stats.births += 1
-        await self._ingest(t, node, state, p, at, birth=True)
+        await self._flush([self._data(t, node, state, pb, at, birth=True)])
 
     async def _ndeath(self, t: Topic, node: _NodeState, p: Payload, at: int) -> None:
         try:
@@ -610,54 +655,81 @@ class SparkplugHost:
                 .execution_options(synchronize_session=False)
             )
 
-    async def _ingest(
+    def _data(
         self,
         t: Topic,
         node: _NodeState,
         state: _DeviceState,
-        p: Payload,
+        pb: Any,
         at: int,
         *,
         birth: bool = False,
-    ) -> None:
-        """One column per metric into ingest; a metric the birth did not declare asks for a
-        rebirth (the edge node's model changed under us)."""
-        default_ms = p.timestamp if p.timestamp is not None else at // 1000
-        columns: dict[str, tuple[list[int], list[Any]]] = {}
+    ) -> _Data:
+        """A message's values by timestamp (the metric's, else the payload's); a metric the
+        birth did not declare asks for a rebirth (the edge node's model changed under us)."""
+        default_ms = pb.timestamp if pb.HasField("timestamp") else at // 1000
+        by_ts: dict[int, dict[str, Any]] = {}
         unknown = 0
-        for m in p.metrics:
-            name = m.name
-            if name is None:
-                meta = state.by_alias.get(m.alias) if m.alias is not None else None
-            else:
+        answers = False
+        for raw in pb.metrics:
+            if raw.HasField("name"):
+                name = raw.name
                 if _is_protocol(name) or name == PRODUCT_METRIC or name in state.skipped:
                     continue
                 meta = state.by_name.get(name)
-            if _write_status(m) not in (None, "ok"):
-                continue  # a failed write's null is the edge's answer, not a reading
+            else:
+                meta = state.by_alias.get(raw.alias) if raw.HasField("alias") else None
             if meta is None:
-                if m.alias is None or m.alias not in state.skipped_aliases:
+                if not raw.HasField("alias") or raw.alias not in state.skipped_aliases:
                     unknown += 1
                 continue
-            ts_list, values = columns.setdefault(meta.identifier, ([], []))
-            ts_list.append((m.timestamp if m.timestamp is not None else default_ms) * 1000)
-            values.append(_value(m, meta.datatype))
+            if raw.HasField("properties"):  # quality or a write's answer: the full decode
+                m = metric_from_pb(raw)
+                status = _write_status(m)
+                answers = answers or status is not None
+                if status not in (None, "ok"):
+                    continue  # a failed write's null is the edge's answer, not a reading
+                value = _stored(m.value, m.quality, m.datatype, meta.datatype)
+            else:
+                own = raw.datatype
+                value = _stored(metric_value(raw, own), Quality.GOOD, own, meta.datatype)
+            ts = (raw.timestamp if raw.HasField("timestamp") else default_ms) * 1000
+            values = by_ts.get(ts)
+            if values is None:
+                values = by_ts[ts] = {}
+            values[meta.identifier] = value
         if unknown and not birth:
             self._ask_rebirth(t, node, f"{unknown} metric(s) not in the birth")
-        binding = self.ingest.directory.by_id(state.device)
-        if binding is None:
-            self._reject("unknown_device", f"{t}: device {state.device} no longer exists")
+        entries = [TelemetryEntry(ts, values) for ts, values in by_ts.items()]
+        answer = payload_from_pb(pb) if answers and self._pending and not birth else None
+        return _Data(t, state, entries, answer, not birth)
+
+    async def _flush(self, data: list[_Data]) -> None:
+        """Ingest the values of these messages as one batch (each accepted or refused
+        whole), then hand write answers to their waiting callers."""
+        if not data:
             return
-        if not columns:
-            self.ingest.directory.touch([binding.device], now_us())
-            return
-        cols = {k: (np.asarray(ts, dtype=np.int64), v) for k, (ts, v) in columns.items()}
-        try:
-            result = await self.ingest.ingest_columns(binding, cols)
-        except YugongError as exc:
-            self._reject(str(getattr(exc, "reason", "invalid")), f"{t}: {exc.detail}")
-            return
-        self.stats.points += result.accepted
+        items: list[tuple[DeviceBinding, list[TelemetryEntry]]] = []
+        where: list[_Data] = []
+        for d in data:
+            binding = self.ingest.directory.by_id(d.state.device)
+            if binding is None:
+                self._reject("unknown_device", f"{d.topic}: device {d.state.device} is gone")
+            elif d.entries:
+                items.append((binding, d.entries))
+                where.append(d)
+            else:
+                self.ingest.directory.touch([binding.device], now_us())
+        if items:
+            outcome = await self.ingest.ingest_entries(items)
+            self.stats.points += outcome.points
+            for i, exc in outcome.rejected:
+                detail = getattr(exc, "detail", str(exc))
+                self._reject(str(getattr(exc, "reason", "invalid")), f"{where[i].topic}: {detail}")
+        for d in data:
+            self.stats.data += d.is_data
+            if d.answer is not None:
+                self._answer(d.topic, d.state, d.answer)
 
     def _ask_rebirth(self, t: Topic, node: _NodeState, why: str) -> None:
         now = time.monotonic()
@@ -909,15 +981,15 @@ def _refuse(reason: str, msg: str) -> Rejected:
     return Rejected(msg, [FieldError("device", msg)], reason=reason)
 
 
-def _value(m: Metric, datatype: int) -> Any:
-    """The value ingest stores: None (BAD) for a null or BAD-quality reading."""
-    v = m.value
-    if v is None or m.quality == Quality.BAD:
+def _stored(v: Any, quality: Quality, own: int, datatype: int) -> Any:
+    """The value ingest stores for a metric of birth type ``datatype`` that arrived as
+    ``v`` of type ``own``: None (BAD) for a null or BAD-quality reading."""
+    if v is None or quality == Quality.BAD:
         return None
     if datatype == DataType.Boolean:
         return bool(v)
     bits = _SIGNED_BITS.get(datatype)
-    if bits is not None and m.datatype == DataType.Unknown and isinstance(v, int):
+    if bits is not None and own == DataType.Unknown and isinstance(v, int):
         # DATA may leave the type to the birth; signed values then arrive unsigned.
         v &= (1 << bits) - 1
         return v - (1 << bits) if v >= 1 << (bits - 1) else v
