@@ -203,6 +203,41 @@ async def test_births_provision_and_data_is_stored(world: World) -> None:
     assert w.host.stats.seq_gaps == 0 and w.host.stats.rebirths_requested == 0
 
 
+async def test_a_birth_without_values_leaves_the_stored_values_alone(world: World) -> None:
+    """A rebirth whose metrics are null only declares them: the latest value stays good."""
+    w = world
+    w.publish("NBIRTH", _nbirth())
+    w.publish("DBIRTH", _dbirth(1), "Pump1")
+    t0 = _ms() - 1000
+    w.publish("DDATA", _ddata(2, t0, 1500.5, -12), "Pump1")
+    await _until(lambda: w.host.stats.data == 1, "the DDATA")
+    w.publish("NBIRTH", _nbirth(bd_seq=1))
+    reborn = psp.DBirth(
+        timestamp=_ms(),
+        seq=1,
+        metrics=(
+            psp.Metric(
+                timestamp=_ms(),
+                name="Motor/Speed",
+                datatype=psp.DataType.DOUBLE,
+                value=None,
+                alias=1,
+            ),
+            psp.Metric(
+                timestamp=_ms(), name="Temp", datatype=psp.DataType.INT16, value=None, alias=3
+            ),
+        ),
+    ).encode(include_dtypes=True)
+    w.publish("DBIRTH", reborn, "Pump1")
+    await _until(lambda: w.host.stats.births == 4, "the rebirth")
+    assert await _values(w, "Pump1", "Motor_Speed") == [(1500.5, 0), (1450.0, 0)]
+    b = w.platform.directory.by_name(w.tenant, "Pump1")
+    assert b is not None
+    latest = w.platform.store.latest([b.properties["Temp"].series])
+    assert latest.column("value").to_pylist() == [-5.0]  # the first birth's, newer than t0
+    assert latest.column("quality").to_pylist() == [0]
+
+
 async def test_units_and_writable_come_from_birth_properties(world: World) -> None:
     w = world
     w.publish("NBIRTH", _nbirth())

@@ -693,6 +693,8 @@ class SparkplugHost:
             else:
                 own = raw.datatype
                 value = _stored(metric_value(raw, own), Quality.GOOD, own, meta.datatype)
+                if value is None and birth:
+                    continue  # a birth's null declares the metric; it is not a reading
             ts = (raw.timestamp if raw.HasField("timestamp") else default_ms) * 1000
             values = by_ts.get(ts)
             if values is None:
