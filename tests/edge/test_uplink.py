@@ -255,6 +255,23 @@ async def test_death_will_and_replay_without_loss_or_duplicates(
     await proxy.cut()
 
 
+async def test_bdseq_continues_across_restarts(
+    mosquitto: tuple[str, int], group: str, observer: Observer, tmp_path: Path
+) -> None:
+    """A restarted gateway's first session takes the next bdSeq, not 0 again: the will of
+    the run before (which the broker may publish late) then cannot end the new session."""
+    path = tmp_path / "restart.db"
+    for run in range(3):
+        with StoreForwardBuffer(path, max_bytes=10_000_000) as buf:
+            node = EdgeNode(config(mosquitto, group), DEVICES, buf)
+            async with running(node):
+                await until(lambda run=run: len(observer.of("NBIRTH")) == run + 1)
+    births = [psp.NBirth.decode(p).metrics[0].value for _, p in observer.of("NBIRTH")]
+    deaths = [psp.NDeath.decode(p).bd_seq_metric.value for _, p in observer.of("NDEATH")]
+    assert births == [0, 1, 2]
+    assert deaths == [0, 1, 2]  # each orderly stop ends its own session
+
+
 async def test_rebirth_on_ncmd(
     mosquitto: tuple[str, int], group: str, observer: Observer, buffer: StoreForwardBuffer
 ) -> None:

@@ -270,6 +270,11 @@ class StoreForwardBuffer:
             if str(mode).lower() != "wal":
                 raise self._corrupt(f"cannot use WAL journal (got {mode})")
             con.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            # Small facts that must survive a restart (the uplink's bdSeq); added to files
+            # of this format that predate it.
+            con.execute(
+                "CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
             # Keep the WAL file small after checkpoints instead of at its high-water mark.
             con.execute("PRAGMA journal_size_limit = 8388608")
             if fresh:
@@ -486,6 +491,23 @@ class StoreForwardBuffer:
             with contextlib.suppress(FileNotFoundError):
                 total += p.stat().st_size
         return total
+
+    def get_state(self, key: str) -> str | None:
+        """A value kept with the buffer across restarts, or None."""
+        with self._lock:
+            self._check_open()
+            row = self._con.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_state(self, key: str, value: str) -> None:
+        """Keep ``value`` under ``key`` durably (committed before this returns)."""
+        with self._lock:
+            self._check_open()
+            self._con.execute(
+                "INSERT INTO state (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     def ids(self) -> list[int]:
         """Ids of the waiting entries, oldest first (for inspection and tests)."""

@@ -148,6 +148,9 @@ class _Lost(ConnectionError):
     pass
 
 
+_BDSEQ_KEY = "sparkplug.bdseq"  # the bdSeq of the last session's will, kept in the buffer
+
+
 class EdgeNode:
     """One Sparkplug edge node. ``await node.run()`` until cancelled or :meth:`stop`."""
 
@@ -163,7 +166,10 @@ class EdgeNode:
         self.buffer = buffer
         self.on_write = on_write
         self.stats = UplinkStats()
-        self.bdseq = config.bdseq
+        # Spec: each new MQTT session's bdSeq is the previous one's plus one, also across
+        # restarts, so a late will of the last run can never end this run's session.
+        used = buffer.get_state(_BDSEQ_KEY)
+        self.bdseq = config.bdseq if used is None else (int(used) + 1) % 256
         self._seq = SeqCounter()
         self._devices: dict[str, DeviceSpec] = {}
         self._datatypes: dict[tuple[str, str], DataType] = {}
@@ -279,6 +285,7 @@ class EdgeNode:
         client = self._make_client()
         self._client = client
         try:
+            await asyncio.to_thread(self.buffer.set_state, _BDSEQ_KEY, str(self.bdseq))
             await asyncio.to_thread(
                 client.connect, self.config.host, self.config.port, self.config.keepalive
             )
