@@ -22,7 +22,12 @@ import pytest
 from tests.conftest import free_port
 from yugong.core.quality import Quality
 from yugong.edge.connectors.base import Backoff, WriteStatus
-from yugong.edge.connectors.mqtt_json import MqttJsonConnector, MqttJsonOptions, TopicPattern
+from yugong.edge.connectors.mqtt_json import (
+    MqttJsonConnector,
+    MqttJsonOptions,
+    MqttJsonSession,
+    TopicPattern,
+)
 from yugong.edge.profiles import DeviceProfile, parse_profile
 from yugong.edge.samples import EDGE_SCHEMA
 
@@ -302,3 +307,25 @@ async def test_write_publishes_to_the_command_topic(
         await until(lambda: readonly.available("plant"))
         result = await readonly.write("plant", "temp", 1)
     assert result.status is WriteStatus.INVALID and "read-only" in result.message
+
+
+async def test_a_flood_drops_the_oldest_messages_counted_and_logged_once(
+    mosquitto: tuple[str, int], prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="yugong.edge.connectors")
+    prof = profile(*mosquitto, f"{prefix}/plant/{{device}}/status")
+    session = MqttJsonSession(prof, FAST.model_copy(update={"max_queue": 5}))
+    await session.connect()
+    try:
+        docs = [(f"{prefix}/plant/p1/status", {"sensors": {"temp": i}}) for i in range(20)]
+        await publish(mosquitto, *docs)
+        size = sum(len(orjson.dumps(d)) for _, d in docs)
+        await until(lambda: session.stats.bytes_received == size)  # none polled yet
+        assert session.stats.dropped == 15
+        result = await session.poll(session.groups[0])
+        temps = [r["value"] for t in result.batches for r in t.to_pylist() if r["point"] == "temp"]
+        assert temps == [15.0, 16.0, 17.0, 18.0, 19.0]  # the newest are kept
+    finally:
+        await session.close()
+    drops = [r for r in caplog.records if "dropping the oldest" in r.getMessage()]
+    assert len(drops) == 1 and "queue of 5 full" in drops[0].getMessage()

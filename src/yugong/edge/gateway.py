@@ -9,7 +9,7 @@ memory. The uplink reads from the buffer on its own schedule; the buffer is the 
 between them, so an uplink outage never stalls polling.
 
 Health: every ``health.interval`` seconds the gateway appends its own points (device
-``health.device``, by default the gateway name) straight to the buffer, past the pipeline so
+``health.device``, by default ``<gateway>-health``) straight to the buffer, past the pipeline so
 deadbands never hide them.
 
 Protocols register in :data:`CONNECTORS` by module path; a protocol's module is imported only
@@ -201,6 +201,7 @@ class Health:
     points_read: int
     bad_points: int
     errors: int
+    dropped_messages: int
     buffer_rows: int
     buffer_batches: int
     buffer_bytes: int
@@ -430,6 +431,7 @@ class EdgeGateway:
             points_read=sum(d.points_read for d in devices),
             bad_points=sum(d.bad_points for d in devices),
             errors=sum(d.errors for d in devices),
+            dropped_messages=sum(d.dropped for d in devices),
             buffer_rows=bs.depth.rows if bs else 0,
             buffer_batches=bs.depth.batches if bs else 0,
             buffer_bytes=bs.depth.bytes if bs else 0,

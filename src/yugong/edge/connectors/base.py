@@ -106,6 +106,7 @@ class DeviceStats:
     bytes_sent: int = 0
     bytes_received: int = 0
     connects: int = 0
+    dropped: int = 0  # messages lost before processing (a full receive queue)
     available: bool = False
 
     def as_dict(self) -> dict[str, float | int | bool]:

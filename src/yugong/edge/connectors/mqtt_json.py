@@ -68,6 +68,9 @@ class MqttJsonOptions(BaseModel):
     keepalive: int = Field(30, ge=5)
     wait: float = Field(0.5, gt=0)  # how long one poll waits for the first message
     max_burst: int = Field(10_000, ge=1)  # messages turned into one batch at most
+    # Messages held between the broker and the next poll; beyond, the oldest are dropped
+    # (counted and logged) so a flood cannot exhaust the gateway's memory.
+    max_queue: int = Field(100_000, ge=1)
     # Writes publish {"<point>": value} here; ``{device}`` is replaced. None: read-only.
     command_topic: str | None = None
     log_every: float = Field(60.0, ge=0)  # seconds between repeated bad-payload warnings
@@ -158,7 +161,7 @@ class MqttJsonSession(DeviceSession):
         self.devices_seen: set[str] = set()
         self._client: aiomqtt.Client | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._queue: deque[tuple[str, bytes, int]] = deque()
+        self._queue: deque[tuple[str, bytes, int]] = deque(maxlen=options.max_queue)
         self._arrived = asyncio.Event()
         self._lost: str | None = None
         self._warn = RateLimitedLog(log, options.log_every)
@@ -212,6 +215,14 @@ class MqttJsonSession(DeviceSession):
                     data = bytes(payload)
                 else:
                     data = b"" if payload is None else str(payload).encode()
+                if len(self._queue) == self._queue.maxlen:  # append drops the oldest
+                    self.stats.dropped += 1
+                    self._warn.warning(
+                        "queue-full",
+                        f"{self.name}: messages arrive faster than they are processed; "
+                        f"queue of {self._queue.maxlen} full, dropping the oldest "
+                        f"({self.stats.dropped} so far)",
+                    )
                 self._queue.append((message.topic.value, data, now_us()))
                 self.stats.bytes_received += len(data)
                 self._arrived.set()
@@ -355,6 +366,11 @@ class MqttJsonConnector(Connector):
         session = self._session(profile)
         assert isinstance(session, MqttJsonSession)
         return session.bad_messages
+
+    def dropped_messages(self, profile: str) -> int:
+        session = self._session(profile)
+        assert isinstance(session, MqttJsonSession)
+        return session.stats.dropped
 
     async def write(self, device: str, point: str, value: float | bool | str) -> WriteResult:
         # A device captured from the topic is written through the session that heard it.
