@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -26,6 +27,24 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn that ends the after-start job before the platform stops (the job's clients
+    would otherwise see their broker vanish under them)."""
+
+    job: asyncio.Task[None] | None = None
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await _end(self.job)
+        await super().shutdown(sockets)
+
+
+async def _end(job: asyncio.Task[None] | None) -> None:
+    if job is not None and not job.done():
+        job.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await job
+
+
 async def serve(settings: Settings, after_start: AfterStart | None = None) -> None:
     platform = Platform(settings)
     app = create_app(settings, platform)
@@ -37,7 +56,7 @@ async def serve(settings: Settings, after_start: AfterStart | None = None) -> No
         lifespan="on",
         access_log=False,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.05)
@@ -49,16 +68,12 @@ async def serve(settings: Settings, after_start: AfterStart | None = None) -> No
                 f"yugong: the server could not start (status {exc.code}); see the log above"
             ) from None
         raise SystemExit(1)
-    job: asyncio.Task[None] | None = None
     if after_start is not None:
-        job = asyncio.create_task(after_start(platform))
+        server.job = asyncio.create_task(after_start(platform))
     try:
         await serving
     finally:
-        if job is not None:
-            job.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await job
+        await _end(server.job)
 
 
 class BackgroundServer:
