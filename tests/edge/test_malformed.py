@@ -416,10 +416,13 @@ async def test_http_json_of_the_wrong_shape_is_bad(
         await until(lambda: http_good(sink, mark), "good readings again")
 
 
-async def test_http_document_of_another_shape(lying_http: LyingHttpServer) -> None:
+async def test_http_document_of_another_shape(
+    lying_http: LyingHttpServer, caplog: pytest.LogCaptureFixture
+) -> None:
     """A top-level list where an object is expected: none of the paths exist. With
-    ``report_missing`` every point is BAD; without, nothing is emitted, and in no case is
-    anything taken from it as a reading."""
+    ``report_missing`` every point is BAD; without, nothing is emitted but the poll counts
+    as an error, logged once; in no case is anything taken from it as a reading."""
+    caplog.set_level(logging.WARNING, logger="yugong.edge.connectors")
     lying_http.body = b'[{"power_w": 1500}, true]'
     quiet, loud = Collector(), Collector()
     a = http_connector(lying_http.url, quiet)
@@ -428,6 +431,9 @@ async def test_http_document_of_another_shape(lying_http: LyingHttpServer) -> No
         await until(lambda: lying_http.requests >= 8, "repeated requests")
         await until(lambda: b.stats().devices["meter-1"].bad_points >= 4, "BAD samples")
         assert quiet.rows() == []
+        assert a.stats().devices["meter-1"].errors >= 2 and a.available("meter-1")
+        said = [r.getMessage() for r in caplog.records if "point paths" in r.getMessage()]
+        assert len(said) == 1 and "none of the 2 point paths" in said[0], said
         assert {(r["point"], r["value"], r["quality"]) for r in loud.rows()} == {
             ("power", None, Quality.BAD),
             ("on", None, Quality.BAD),

@@ -16,6 +16,7 @@ import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from yugong.core.ratelog import RateLimitedLog
 from yugong.core.timeutil import now_us
 from yugong.edge.connectors.base import (
     Backoff,
@@ -63,6 +64,7 @@ class HttpJsonSession(DeviceSession):
         self.conn = conn
         self.options = options
         self.stats = DeviceStats()
+        self._warn = RateLimitedLog(log, 60.0)
         by_group: dict[str, list[str]] = {}
         for p in profile.points:
             assert p.group is not None  # resolved when the profile loads
@@ -132,6 +134,15 @@ class HttpJsonSession(DeviceSession):
             raise DeviceUnreachable(f"{url}: {exc}") from exc
         out = Columns()
         bad = mapping.extract(doc, self.name, ts, out)
+        if not len(out) and group.points:
+            # The endpoint answered, but with nothing this profile knows: most likely a wrong
+            # URL or profile. Counted and said, not silently skipped.
+            self.stats.errors += 1
+            self._warn.warning(
+                f"shape:{group.name}",
+                f"{self.name}: none of the {len(group.points)} point paths of poll group "
+                f"'{group.name}' is in the answer from {url}; nothing read",
+            )
         self.stats.bad_points += bad
         self.stats.points_read += len(out) - bad
         return PollResult(batches=[out.table()] if len(out) else [])
