@@ -30,7 +30,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from yugong.core.errors import FieldError, InvalidInput
 from yugong.core.timeutil import parse_duration_us
@@ -154,6 +161,15 @@ class TlsConfig(_Model):
     cert_file: Path | None = None
     key_file: Path | None = None
     insecure: bool = False  # skip server name checks (test benches only)
+
+    @model_validator(mode="after")
+    def _check_pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            given, missing = (
+                ("cert_file", "key_file") if self.key_file is None else ("key_file", "cert_file")
+            )
+            raise ValueError(f"{missing} is required with {given} (client certificate and key)")
+        return self
 
 
 class UplinkConfig(_Model):

@@ -190,6 +190,7 @@ class EdgeNode:
         self._rebirth = asyncio.Event()
         self._unknown_logged: set[tuple[str, str]] = set()
         self.online = False  # born and forwarding
+        self._last_error = ""  # paho's last error log line (TLS alerts show up only there)
 
     # ------------------------------------------------------------------ devices
     def set_devices(self, devices: Iterable[DeviceSpec]) -> None:
@@ -271,6 +272,7 @@ class EdgeNode:
         client.max_inflight_messages_set(100)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_log = self._on_log
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         return client
@@ -282,6 +284,7 @@ class EdgeNode:
         self._connected = loop.create_future()
         self._host_online.clear()
         self._inbox = asyncio.Queue()
+        self._last_error = ""
         client = self._make_client()
         self._client = client
         try:
@@ -290,7 +293,13 @@ class EdgeNode:
                 client.connect, self.config.host, self.config.port, self.config.keepalive
             )
             client.loop_start()
-            await asyncio.wait_for(asyncio.shield(self._connected), self.config.connect_timeout)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._connected), self.config.connect_timeout)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"the broker did not accept the connection within "
+                    f"{self.config.connect_timeout:g}s (no CONNACK)"
+                ) from None
             backoff.reset()
             self.stats.sessions += 1
             log.info(
@@ -358,6 +367,23 @@ class EdgeNode:
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         self._call(self._lost.set)
         self._call(self._fail_pending, _Lost(f"disconnected: {rc}"))
+        self._call(self._closed_before_connack, self._last_error or str(rc))
+
+    def _on_log(self, client: Any, userdata: Any, level: int, buf: str) -> None:
+        if level == mqtt.MQTT_LOG_ERR:
+            self._last_error = buf
+
+    def _closed_before_connack(self, reason: str) -> None:
+        # E.g. a TLS 1.3 broker rejecting the client certificate after the handshake: fail
+        # the attempt now rather than wait out connect_timeout.
+        fut = self._connected
+        if fut is None or fut.done():
+            return
+        hint = " (TLS: does the broker accept this client certificate?)" if self.config.tls else ""
+        fut.set_exception(
+            _Lost(f"the broker closed the connection before accepting it: {reason}{hint}")
+        )
+        fut.exception()  # retrieved here if nobody awaits it any more
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
         # Resolved in the loop thread, where _send registered the mid before this can run.
@@ -632,6 +658,10 @@ def from_gateway(gateway: Any) -> SparkplugUplink:
     up = gateway.config.uplink
     url = urlsplit(up.broker)
     tls = url.scheme in ("mqtts", "ssl") or up.tls is not None
+
+    def file(path: Path | None) -> Path | None:  # relative to the config file, like profiles
+        return path if path is None or path.is_absolute() else gateway.config.base_dir / path
+
     config = UplinkConfig(
         host=url.hostname or "127.0.0.1",
         port=url.port or (8883 if tls else 1883),
@@ -641,9 +671,9 @@ def from_gateway(gateway: Any) -> SparkplugUplink:
         username=up.username,
         password=up.password,
         tls=tls,
-        ca_file=up.tls.ca_file if up.tls else None,
-        cert_file=up.tls.cert_file if up.tls else None,
-        key_file=up.tls.key_file if up.tls else None,
+        ca_file=file(up.tls.ca_file) if up.tls else None,
+        cert_file=file(up.tls.cert_file) if up.tls else None,
+        key_file=file(up.tls.key_file) if up.tls else None,
         tls_insecure=bool(up.tls and up.tls.insecure),
         primary_host_id=up.host_id,
         batch_rows=up.batch_rows,

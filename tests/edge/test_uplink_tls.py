@@ -1,0 +1,524 @@
+"""The Sparkplug uplink over MQTT/TLS with client credentials, against a Mosquitto of our own
+that requires a client certificate signed by our CA and a user name and password.
+
+The node is built the way the gateway builds it: a YAML gateway config (``uplink.broker:
+mqtts://...``, ``uplink.tls``, ``username``/``password``) through ``from_gateway``. Every
+certificate is made here with ``cryptography``; an observer connected over TLS sees what the
+node publishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import getpass
+import ipaddress
+import logging
+import os
+import signal
+import ssl
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pysparkplug as psp
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from paho.mqtt.enums import CallbackAPIVersion
+from pysparkplug import _protobuf as psp_pb
+
+from tests.conftest import free_port, reachable
+from yugong.core.errors import InvalidInput
+from yugong.edge.buffer import StoreForwardBuffer
+from yugong.edge.config import load_config
+from yugong.edge.gateway import EdgeGateway
+from yugong.edge.samples import edge_batch
+from yugong.edge.uplink import EdgeNode, SparkplugUplink, from_gateway
+
+pytestmark = pytest.mark.timeout(60)
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
+USER, PASSWORD = "edge-gw", "s3cret-Pass"
+UPLINK_LOGGER = "yugong.edge.uplink"
+
+
+# --------------------------------------------------------------------------- certificates
+@dataclasses.dataclass(frozen=True)
+class Issued:
+    cert: Path
+    key: Path
+
+
+class CA:
+    """A certificate authority of its own; issues server and client certificates."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = dt.datetime.now(dt.UTC)
+        self.name = subject
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+        self.path = folder / f"{name}.pem"
+        self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(self, folder: Path, cn: str, *, server: bool) -> Issued:
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(self.name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+        )
+        if server:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                ),
+                critical=False,
+            )
+        cert = builder.sign(self.key, hashes.SHA256())
+        issued = Issued(folder / f"{cn}.pem", folder / f"{cn}.key")
+        issued.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        issued.key.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        issued.key.chmod(0o600)
+        return issued
+
+
+@dataclasses.dataclass(frozen=True)
+class Pki:
+    folder: Path
+    ca: CA
+    other_ca: CA  # trusted by nobody: the "wrong CA"
+    server: Issued
+    client: Issued
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    folder = tmp_path / "pki"  # next to the gateway config, which names files relative to it
+    folder.mkdir()
+    ca = CA(folder, "plant-ca")
+    other = CA(folder, "other-ca")
+    server = ca.issue(folder, "broker", server=True)
+    client = ca.issue(folder, "gateway", server=False)
+    return Pki(folder, ca, other, server, client)
+
+
+# --------------------------------------------------------------------------- the broker
+class TlsBroker:
+    """Mosquitto with one TLS listener: client certificate and password both required."""
+
+    def __init__(self, folder: Path, pki: Pki) -> None:
+        self.port = free_port()
+        self.folder = folder
+        self.passwords = folder / "passwd"
+        subprocess.run(
+            [MOSQUITTO_PASSWD, "-b", "-c", str(self.passwords), USER, PASSWORD],
+            check=True,
+            capture_output=True,
+            timeout=20,
+        )
+        self.conf = folder / "mosquitto.conf"
+        self.conf.write_text(
+            "\n".join(
+                [
+                    f"user {getpass.getuser()}",  # as root: stay root, read tmp_path
+                    f"listener {self.port} 127.0.0.1",
+                    f"cafile {pki.ca.path}",
+                    f"certfile {pki.server.cert}",
+                    f"keyfile {pki.server.key}",
+                    "tls_version tlsv1.2",  # 1.2 or newer
+                    "require_certificate true",
+                    "use_identity_as_username false",
+                    f"password_file {self.passwords}",
+                    "allow_anonymous false",
+                    "persistence false",
+                    "log_dest stderr",
+                    "log_type error",
+                    "log_type warning",
+                    "log_type notice",
+                    "log_type information",
+                    "",
+                ]
+            )
+        )
+        self.log = folder / "mosquitto.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [MOSQUITTO, "-c", str(self.conf)], stdout=out, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout
+        while not reachable("127.0.0.1", self.port, timeout=0.2):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"mosquitto did not start: {self.log.read_text()}")
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture
+def broker(tmp_path: Path, pki: Pki) -> Iterator[TlsBroker]:
+    if not (os.access(MOSQUITTO, os.X_OK) and os.access(MOSQUITTO_PASSWD, os.X_OK)):
+        message = f"{MOSQUITTO} and {MOSQUITTO_PASSWD} are needed"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI=true: a missing service fails the run)")
+        pytest.skip(message)
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    b = TlsBroker(folder, pki)
+    try:
+        b.start()
+        yield b
+    finally:
+        b.kill()
+
+
+# --------------------------------------------------------------------------- observing
+class Observer:
+    """A host-side client over TLS (our CA, a client certificate, the password) recording
+    every message of the group."""
+
+    def __init__(self, port: int, pki: Pki, group: str) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"obs-{uuid.uuid4().hex[:8]}"
+        )
+        self.client.username_pw_set(USER, PASSWORD)
+        self.client.tls_set(
+            ca_certs=str(pki.ca.path),
+            certfile=str(pki.client.cert),
+            keyfile=str(pki.client.key),
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(f"spBv1.0/{group}/#", qos=1)
+        self.client.loop_start()
+        assert subscribed.wait(5), "the observer could not subscribe over TLS"
+        sock = self.client.socket()
+        assert isinstance(sock, ssl.SSLSocket) and sock.version() in ("TLSv1.2", "TLSv1.3")
+
+    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, bytes(msg.payload)))
+
+    def of(self, kind: str) -> list[tuple[str, bytes]]:
+        with self._lock:
+            return [(t, p) for t, p in self.messages if t.split("/")[2] == kind]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def group() -> str:
+    return f"tls{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def observer(broker: TlsBroker, pki: Pki, group: str) -> Iterator[Observer]:
+    obs = Observer(broker.port, pki, group)
+    try:
+        yield obs
+    finally:
+        obs.close()
+
+
+@pytest.fixture
+def buffer(tmp_path: Path) -> Iterator[StoreForwardBuffer]:
+    buf = StoreForwardBuffer(tmp_path / "buf.db", max_bytes=50_000_000, synchronous="normal")
+    yield buf
+    buf.close()
+
+
+async def until(pred: Callable[[], Any], what: str, timeout: float = 8.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := pred():
+            return result
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not in {timeout}s: {what}")
+
+
+def decode(payload: bytes) -> Any:
+    raw = psp_pb.Payload()
+    raw.ParseFromString(payload)
+    return raw
+
+
+# --------------------------------------------------------------------------- the gateway side
+DEVICE = "mixer-1"
+
+
+def gateway_yaml(
+    folder: Path, port: int, group: str, *, tls: dict[str, Any], password: str = PASSWORD
+) -> Path:
+    """A gateway config file as an operator writes it (TLS files relative to it or not)."""
+    data = {
+        "gateway": "gw1",
+        "connectors": [
+            {
+                "name": "sim",
+                "protocol": "simulator",
+                "simulated": [
+                    {
+                        "name": DEVICE,
+                        "interval": "1s",
+                        "signals": [
+                            {"point": "speed", "waveform": "sine", "low": 0, "high": 1500},
+                            {"point": "level", "waveform": "ramp", "low": 0, "high": 10},
+                        ],
+                    }
+                ],
+            }
+        ],
+        "uplink": {
+            "kind": "sparkplug",
+            "broker": f"mqtts://127.0.0.1:{port}",
+            "group_id": group,
+            "tls": tls,
+            "username": USER,
+            "password": password,
+        },
+    }
+    path = folder / "gateway.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def build_uplink(config_file: Path) -> SparkplugUplink:
+    """The uplink exactly as the gateway builds it; only the retry pace is quickened."""
+    gateway = EdgeGateway(load_config(config_file))
+    uplink = from_gateway(gateway)
+    uplink.config = dataclasses.replace(
+        uplink.config, reconnect_initial=0.05, reconnect_max=0.3, poll_interval=0.05
+    )
+    return uplink
+
+
+@contextlib.asynccontextmanager
+async def running(uplink: SparkplugUplink, buffer: StoreForwardBuffer) -> AsyncIterator[Any]:
+    task = asyncio.create_task(uplink.run(buffer))
+    try:
+        yield task
+    finally:
+        await uplink.stop()
+        await asyncio.wait_for(task, 10)
+
+
+# --------------------------------------------------------------------------- tests
+async def test_births_and_data_over_tls_with_client_credentials(
+    tmp_path: Path,
+    pki: Pki,
+    broker: TlsBroker,
+    observer: Observer,
+    group: str,
+    buffer: StoreForwardBuffer,
+) -> None:
+    # The client files relative to the config file, the CA absolute: both forms work.
+    config_file = gateway_yaml(
+        tmp_path,
+        broker.port,
+        group,
+        tls={
+            "ca_file": str(pki.ca.path),
+            "cert_file": str(pki.client.cert.relative_to(tmp_path)),
+            "key_file": str(pki.client.key.relative_to(tmp_path)),
+        },
+    )
+    uplink = build_uplink(config_file)
+    cfg = uplink.config
+    assert (cfg.host, cfg.port, cfg.tls, cfg.tls_insecure) == (
+        "127.0.0.1",
+        broker.port,
+        True,
+        False,
+    )
+    assert (cfg.username, cfg.password) == (USER, PASSWORD)
+    assert (cfg.ca_file, cfg.cert_file, cfg.key_file) == (
+        pki.ca.path,
+        pki.client.cert,
+        pki.client.key,
+    )
+    buffer.append(edge_batch(DEVICE, ["speed", "level"], 1_000_000, [1234.5, 6.25]))
+    buffer.append(edge_batch(DEVICE, ["speed"], 2_000_000, [999.0]))
+    async with running(uplink, buffer):
+        await until(lambda: len(observer.of("DDATA")) == 2, "two DDATA over TLS")
+        assert uplink.node is not None and uplink.node.online
+        assert uplink.node.stats.sessions == 1
+    # Encrypted and authenticated: the broker took the node's TLS session with its password.
+    log = broker.log.read_text()
+    assert f"as {group}-gw1 " in log and f"u'{USER}'" in log, log
+
+    [(topic, raw)] = observer.of("NBIRTH")
+    assert topic == f"spBv1.0/{group}/NBIRTH/gw1"
+    nbirth = psp.NBirth.decode(raw)
+    names = {m.name: m.value for m in nbirth.metrics}
+    assert nbirth.seq == 0 and names["bdSeq"] == 0 and names["Node Control/Rebirth"] is False
+
+    dbirths = {t.rsplit("/", 1)[1]: decode(p) for t, p in observer.of("DBIRTH")}
+    assert set(dbirths) == {DEVICE, "gw1-health"}  # the catalog: device and health points
+    mixer = {m.name: m for m in dbirths[DEVICE].metrics}
+    assert set(mixer) == {"speed", "level"}
+    assert all(m.datatype == psp.DataType.DOUBLE for m in mixer.values())
+    alias = {m.alias: m.name for m in mixer.values()}
+
+    ddata = [(t, psp.DData.decode(p)) for t, p in observer.of("DDATA")]
+    assert [t for t, _ in ddata] == [f"spBv1.0/{group}/DDATA/gw1/{DEVICE}"] * 2
+    got = [sorted((alias[m.alias], m.value, m.timestamp) for m in d.metrics) for _, d in ddata]
+    assert got == [[("level", 6.25, 1000), ("speed", 1234.5, 1000)], [("speed", 999.0, 2000)]]
+    assert buffer.depth().batches == 0  # acked once the broker confirmed them
+    await until(lambda: observer.of("NDEATH"), "the orderly NDEATH")
+
+
+@pytest.mark.parametrize(
+    ("case", "expected", "broker_says"),
+    [
+        ("wrong_ca", "CERTIFICATE_VERIFY_FAILED", "alert unknown ca"),
+        (
+            "no_client_certificate",
+            "closed the connection before accepting it",
+            "peer did not return a certificate",
+        ),
+        ("wrong_password", "Not authorized", "not authorised"),
+    ],
+)
+async def test_refused_links_log_clearly_and_keep_retrying(
+    case: str,
+    expected: str,
+    broker_says: str,
+    tmp_path: Path,
+    pki: Pki,
+    broker: TlsBroker,
+    observer: Observer,
+    group: str,
+    buffer: StoreForwardBuffer,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.INFO, logger=UPLINK_LOGGER)
+    tls: dict[str, Any] = {
+        "ca_file": str(pki.ca.path),
+        "cert_file": str(pki.client.cert),
+        "key_file": str(pki.client.key),
+    }
+    password = PASSWORD
+    if case == "wrong_ca":
+        tls["ca_file"] = str(pki.other_ca.path)
+    elif case == "no_client_certificate":
+        del tls["cert_file"], tls["key_file"]
+    else:
+        password = "not-the-password"
+    uplink = build_uplink(gateway_yaml(tmp_path, broker.port, group, tls=tls, password=password))
+
+    attempts: list[float] = []
+    make_client = EdgeNode._make_client
+
+    def counting(self: EdgeNode) -> mqtt.Client:
+        attempts.append(time.monotonic())
+        return make_client(self)
+
+    monkeypatch.setattr(EdgeNode, "_make_client", counting)
+    buffer.append(edge_batch(DEVICE, ["speed"], 1_000_000, [1.0]))
+    async with running(uplink, buffer) as task:
+        # Several attempts, each refused quickly (no waiting out the connect timeout).
+        await until(lambda: len(attempts) >= 4, "four connection attempts", timeout=8.0)
+        assert not task.done(), "the uplink gave up or crashed"
+        node = uplink.node
+        assert node is not None
+        assert not node.online and node.stats.sessions == 0 and node.stats.births == 0
+    assert task.exception() is None
+    assert observer.of("NBIRTH") == [] and observer.of("DDATA") == []
+    assert buffer.depth().batches == 1  # nothing acked: kept for when the link works
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == UPLINK_LOGGER and r.levelno == logging.WARNING
+    ]
+    assert len(warnings) == 1, warnings  # once per outage, not once per retry
+    assert f"uplink to 127.0.0.1:{broker.port} unavailable" in warnings[0]
+    assert expected in warnings[0], warnings[0]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert broker_says in broker.log.read_text()  # refused for the reason under test
+
+
+@pytest.mark.parametrize("given", ["cert_file", "key_file"])
+def test_client_certificate_without_its_key_is_refused_at_load(tmp_path: Path, given: str) -> None:
+    missing = {"cert_file": "key_file", "key_file": "cert_file"}[given]
+    path = gateway_yaml(tmp_path, 8883, "plant", tls={given: "certs/gateway.pem"})
+    with pytest.raises(InvalidInput) as err:
+        load_config(path)
+    [error] = err.value.errors
+    assert error.loc == "uplink.tls" and missing in error.msg and given in error.msg, error
+    assert f"uplink.tls: {error.msg}" in err.value.detail
