@@ -25,7 +25,7 @@ from yugong.edge.buffer import StoreForwardBuffer
 from yugong.edge.connectors.base import WriteResult, WriteStatus
 from yugong.edge.samples import edge_batch
 from yugong.edge.sparkplug import DataType, state_payload, state_topic
-from yugong.edge.uplink import DeviceSpec, EdgeNode, MetricSpec, UplinkConfig
+from yugong.edge.uplink import DeviceSpec, EdgeNode, EdgeNodeConfig, MetricSpec
 
 DEVICES = [
     DeviceSpec(
@@ -145,8 +145,8 @@ async def running(node: EdgeNode) -> AsyncIterator[EdgeNode]:
         await asyncio.wait_for(task, 10)
 
 
-def config(broker: tuple[str, int], group: str, **kw: Any) -> UplinkConfig:
-    return UplinkConfig(
+def config(broker: tuple[str, int], group: str, **kw: Any) -> EdgeNodeConfig:
+    return EdgeNodeConfig(
         host=broker[0],
         port=broker[1],
         group_id=group,
@@ -360,5 +360,5 @@ async def test_waits_for_primary_host_state(
 
 def test_config_is_checked() -> None:
     with pytest.raises(InvalidInput) as err:
-        UplinkConfig(host="h", group_id="a/b", edge_node_id="", port=0, cert_file=Path("c"))
+        EdgeNodeConfig(host="h", group_id="a/b", edge_node_id="", port=0, cert_file=Path("c"))
     assert {e.loc for e in err.value.errors} == {"group_id", "edge_node_id", "port", "cert_file"}

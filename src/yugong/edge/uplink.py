@@ -52,7 +52,7 @@ from yugong.edge.sparkplug import (
     state_topic,
 )
 
-__all__ = ["DeviceSpec", "EdgeNode", "MetricSpec", "OnWrite", "UplinkConfig", "UplinkStats"]
+__all__ = ["DeviceSpec", "EdgeNode", "EdgeNodeConfig", "MetricSpec", "OnWrite", "UplinkStats"]
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,10 @@ class DeviceSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class UplinkConfig:
+class EdgeNodeConfig:
+    """The edge node's own settings, resolved (the gateway YAML's ``uplink`` section maps to
+    this through :func:`from_gateway`)."""
+
     host: str
     group_id: str
     edge_node_id: str
@@ -156,7 +159,7 @@ class EdgeNode:
 
     def __init__(
         self,
-        config: UplinkConfig,
+        config: EdgeNodeConfig,
         devices: Iterable[DeviceSpec],
         buffer: StoreForwardBuffer,
         *,
@@ -629,7 +632,7 @@ class SparkplugUplink:
 
     def __init__(
         self,
-        config: UplinkConfig,
+        config: EdgeNodeConfig,
         devices: Sequence[DeviceSpec],
         on_write: Callable[[str, str, Any], Awaitable[WriteResult] | WriteResult],
     ) -> None:
@@ -662,7 +665,7 @@ def from_gateway(gateway: Any) -> SparkplugUplink:
     def file(path: Path | None) -> Path | None:  # relative to the config file, like profiles
         return path if path is None or path.is_absolute() else gateway.config.base_dir / path
 
-    config = UplinkConfig(
+    config = EdgeNodeConfig(
         host=url.hostname or "127.0.0.1",
         port=url.port or (8883 if tls else 1883),
         group_id=up.group_id,
