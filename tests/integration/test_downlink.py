@@ -148,7 +148,7 @@ async def test_write_reaches_the_modbus_register_and_errors_come_back(
 
         # The edge node goes offline (orderly: its NDEATH): writes get 409 naming it.
         # The uplink is stopped first, as a gateway shutting down should do.
-        sparkplug = srv.platform._sparkplug
+        sparkplug = srv.platform.sparkplug
         deadline = time.monotonic() + 10
         while sparkplug.stats.deaths == 0:
             assert time.monotonic() < deadline, "the edge node's death did not arrive"

@@ -91,4 +91,4 @@ def test_device_to_gateway_to_broker_to_platform(
         assert devices["gw-e2e"]["is_gateway"] is True
         assert devices["mixer-1"]["gateway_id"] == devices["gw-e2e"]["id"]
         with contextlib.suppress(KeyError):
-            assert srv.platform._sparkplug.stats.births >= 1
+            assert srv.platform.sparkplug.stats.births >= 1

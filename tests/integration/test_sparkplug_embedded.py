@@ -136,7 +136,7 @@ def test_edge_gateway_through_the_embedded_broker(tmp_path: Path) -> None:
         asyncio.run(run_edge_until_data())
         device = kiln()
         assert device is not None and device["gateway_id"] == gw["id"]
-        assert srv.platform._sparkplug.stats.births >= 2  # NBIRTH + DBIRTH
+        assert srv.platform.sparkplug.stats.births >= 2  # NBIRTH + DBIRTH
         # The orderly stop published NDEATH: the node and its device are offline.
         api.wait_for(
             lambda: not api.call("GET", f"/api/v1/devices/{gw['id']}", world.headers)["online"]
@@ -170,7 +170,7 @@ def test_edge_gateway_through_the_embedded_broker(tmp_path: Path) -> None:
         assert "other-node" not in names
         plain_dev = api.call("GET", f"/api/v1/devices/{world.device_id}", world.headers)
         assert plain_dev["is_gateway"] is False and plain_dev["gateway_id"] is None
-        assert srv.platform._sparkplug.stats.rejected.get("not_gateway") is None
+        assert srv.platform.sparkplug.stats.rejected.get("not_gateway") is None
 
 
 def _drop(c: mqtt.Client) -> None:
@@ -194,7 +194,7 @@ def test_wills_through_the_embedded_broker(tmp_path: Path) -> None:
             201,
             json={"name": "gw-will", "product_id": world.product_id, "is_gateway": True},
         )
-        host = srv.platform._sparkplug
+        host = srv.platform.sparkplug
 
         # A plain device's will forging the host's STATE is dropped at connect.
         forger = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="forger")

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yugong.core.settings import Settings
 from yugong.core.timeutil import US_PER_S, now_us
@@ -24,6 +24,9 @@ from yugong.security.bootstrap import ensure_platform_admin
 from yugong.security.principal import SYSTEM
 from yugong.security.service import Security
 
+if TYPE_CHECKING:
+    from yugong.platform.ingest.sparkplug_host import SparkplugHost
+
 log = logging.getLogger(__name__)
 SEEN_FLUSH_S = 5.0
 ADMIN_PASSWORD_FILE = "initial-admin-password"  # noqa: S105 - a file name
@@ -39,7 +42,7 @@ class Platform:
         self._tasks: list[asyncio.Task[None]] = []
         self._broker: Any = None
         self._subscriber: Any = None
-        self._sparkplug: Any = None
+        self.sparkplug: SparkplugHost | None = None  # when Sparkplug groups are configured
 
     async def start(self) -> None:
         s = self.settings
@@ -93,14 +96,14 @@ class Platform:
             if s.sparkplug_groups:
                 from yugong.platform.ingest.sparkplug_host import SparkplugHost
 
-                self._sparkplug = SparkplugHost(
+                self.sparkplug = SparkplugHost(
                     s,
                     self.registry,
                     self.ingest,
                     groups=s.sparkplug_groups,
                     host_id=s.sparkplug_host_id,
                 )
-                await self._sparkplug.start()
+                await self.sparkplug.start()
         elif s.mqtt_embedded:
             from yugong.infra.broker import EmbeddedBroker
             from yugong.platform.ingest.gateway import GatewayService
@@ -110,7 +113,7 @@ class Platform:
             # Sparkplug B in-process: gateway devices are edge nodes, in their own tenant.
             from yugong.platform.ingest.sparkplug_host import SparkplugHost
 
-            self._sparkplug = SparkplugHost(
+            self.sparkplug = SparkplugHost(
                 s,
                 self.registry,
                 self.ingest,
@@ -118,9 +121,9 @@ class Platform:
                 host_id=s.sparkplug_host_id,
                 publish=self._broker.publish,
             )
-            self._broker.attach_sparkplug(self._sparkplug)
+            self._broker.attach_sparkplug(self.sparkplug)
             await self._broker.start()
-            await self._sparkplug.start()
+            await self.sparkplug.start()
             self.mqtt_address = (s.mqtt_host, s.mqtt_port)
 
     def _every(self, seconds: float, job: Callable[[], Awaitable[None]]) -> None:
@@ -158,8 +161,8 @@ class Platform:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._sparkplug is not None:
-            await self._sparkplug.stop()
+        if self.sparkplug is not None:
+            await self.sparkplug.stop()
         if self._subscriber is not None:
             await self._subscriber.stop()
         if self._broker is not None:
