@@ -1,11 +1,13 @@
 """The downlink end to end: a write through the platform API goes as a Sparkplug DCMD
 through a real broker (Mosquitto) to the Yugong edge gateway, which writes a real Modbus
-server's register and answers; the API reports the device's answer."""
+server's register or a real OPC UA server's node and answers; the API reports the device's
+answer."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,8 @@ import httpx
 
 from tests.edge.conftest import FC_HR, ModbusTestServer
 from tests.edge.conftest import modbus_server as modbus_server  # fixture
+from tests.edge.opcua_server import OpcUaTestServer, node_id
+from tests.edge.opcua_server import opcua_server as opcua_server  # fixture
 from tests.integration.conftest import Api, make_settings
 from yugong.edge.config import parse_config
 from yugong.edge.gateway import EdgeGateway
@@ -22,47 +26,46 @@ from yugong.server import BackgroundServer
 SETPOINT, REFUSED = 10, 1500  # the test server's tables end at 999: 1500 is refused
 
 
-def gateway_config(tmp_path: Path, modbus_port: int, broker: tuple[str, int], run: str) -> Any:
+def modbus_connector(port: int) -> dict[str, Any]:
+    return {
+        "name": "plcs",
+        "protocol": "modbus",
+        "devices": [
+            {
+                "name": "plc-dl",
+                "protocol": "modbus_tcp",
+                "connection": {"host": "127.0.0.1", "port": port, "timeout": 1},
+                "interval": "200ms",
+                "points": [
+                    {"property": "level", "register": "holding", "address": 0, "type": "uint16"},
+                    {
+                        "property": "setpoint",
+                        "register": "holding",
+                        "address": SETPOINT,
+                        "type": "uint16",
+                        "access": "rw",
+                    },
+                    {
+                        "property": "refused",
+                        "register": "holding",
+                        "address": REFUSED,
+                        "type": "uint16",
+                        "access": "rw",
+                    },
+                ],
+            }
+        ],
+    }
+
+
+def gateway_config(
+    tmp_path: Path, connector: dict[str, Any], broker: tuple[str, int], run: str
+) -> Any:
     host, port = broker
     return parse_config(
         {
             "gateway": "gw-dl",
-            "connectors": [
-                {
-                    "name": "plcs",
-                    "protocol": "modbus",
-                    "devices": [
-                        {
-                            "name": "plc-dl",
-                            "protocol": "modbus_tcp",
-                            "connection": {"host": "127.0.0.1", "port": modbus_port, "timeout": 1},
-                            "interval": "200ms",
-                            "points": [
-                                {
-                                    "property": "level",
-                                    "register": "holding",
-                                    "address": 0,
-                                    "type": "uint16",
-                                },
-                                {
-                                    "property": "setpoint",
-                                    "register": "holding",
-                                    "address": SETPOINT,
-                                    "type": "uint16",
-                                    "access": "rw",
-                                },
-                                {
-                                    "property": "refused",
-                                    "register": "holding",
-                                    "address": REFUSED,
-                                    "type": "uint16",
-                                    "access": "rw",
-                                },
-                            ],
-                        }
-                    ],
-                }
-            ],
+            "connectors": [connector],
             "buffer": {"path": str(tmp_path / "edge-buffer.sqlite"), "max_bytes": "64MiB"},
             "uplink": {
                 "kind": "sparkplug",
@@ -76,20 +79,44 @@ def gateway_config(tmp_path: Path, modbus_port: int, broker: tuple[str, int], ru
     )
 
 
-async def test_write_reaches_the_modbus_register_and_errors_come_back(
-    tmp_path: Path, mosquitto: tuple[str, int], modbus_server: ModbusTestServer
-) -> None:
-    host, port = mosquitto
-    run = f"t{time.time_ns()}"
-    settings = make_settings(
+def platform_settings(tmp_path: Path, broker: tuple[str, int], run: str) -> Any:
+    host, port = broker
+    return make_settings(
         tmp_path / "platform",
         mqtt_url=f"mqtt://{host}:{port}",
         mqtt_topic_prefix=f"yugong-test/{run}/devices",
         sparkplug_groups={f"grp-{run}": "downlink-plant"},
         sparkplug_host_id=f"host-{run}",
     )
+
+
+Call = Callable[..., Awaitable[Any]]
+
+
+async def provisioned(call: Call, name: str, prop: str, value: Any) -> int:
+    """The id of edge device ``name`` once its ``prop`` reads ``value`` on the platform."""
+    deadline = time.monotonic() + 20
+    latest: Any = None
+    while True:
+        assert time.monotonic() < deadline, (
+            f"{name} not provisioned with {prop}={value!r}: {latest}"
+        )
+        page = await call("GET", "/api/v1/devices", 200, params={"search": name})
+        if page["items"]:
+            device = int(page["items"][0]["id"])
+            latest = await call("GET", f"/api/v1/devices/{device}/latest", 200)
+            if any(v["property"] == prop and v["value"] == value for v in latest["values"]):
+                return device
+        await asyncio.sleep(0.2)
+
+
+async def test_write_reaches_the_modbus_register_and_errors_come_back(
+    tmp_path: Path, mosquitto: tuple[str, int], modbus_server: ModbusTestServer
+) -> None:
+    run = f"t{time.time_ns()}"
+    settings = platform_settings(tmp_path, mosquitto, run)
     await modbus_server.set(FC_HR, 0, [7])
-    gateway = gateway_config(tmp_path, modbus_server.port, mosquitto, run)
+    gateway = gateway_config(tmp_path, modbus_connector(modbus_server.port), mosquitto, run)
     with BackgroundServer(settings) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
         install_commands(srv.app, srv.platform)
         api = Api(c)
@@ -103,18 +130,7 @@ async def test_write_reaches_the_modbus_register_and_errors_come_back(
             return await call("POST", path, expect, json=body)
 
         async with EdgeGateway(gateway) as gw:
-            device = None
-            deadline = time.monotonic() + 20
-            while device is None:
-                assert time.monotonic() < deadline, "the edge device was not provisioned"
-                page = await call("GET", "/api/v1/devices", 200, params={"search": "plc-dl"})
-                if page["items"]:
-                    latest = await call(
-                        "GET", f"/api/v1/devices/{page['items'][0]['id']}/latest", 200
-                    )
-                    if any(v["property"] == "level" and v["value"] == 7 for v in latest["values"]):
-                        device = page["items"][0]["id"]
-                await asyncio.sleep(0.2)
+            device = await provisioned(call, "plc-dl", "level", 7)
 
             # The write lands in the register and the API says so.
             ok = await write(device, "setpoint", 200, value=1234, timeout_s=5)
@@ -164,3 +180,63 @@ async def test_write_reaches_the_modbus_register_and_errors_come_back(
         assert bad["errors"][0]["loc"] == "value"
         bad = await write(world.device_id, "temperature", 422, value=20)
         assert bad["errors"][0]["loc"] == "property"
+
+
+async def test_write_reaches_the_opcua_node_and_refusals_come_back(
+    tmp_path: Path, mosquitto: tuple[str, int], opcua_server: OpcUaTestServer
+) -> None:
+    run = f"t{time.time_ns()}"
+    settings = platform_settings(tmp_path, mosquitto, run)
+    connector = {
+        "name": "cncs",
+        "protocol": "opcua",
+        "devices": [
+            {
+                "name": "cnc-dl",
+                "protocol": "opcua",
+                "connection": {"endpoint": opcua_server.endpoint, "timeout": 2},
+                "interval": "200ms",
+                "points": [
+                    {"property": "speed", "node": node_id("Spindle.Speed"), "access": "rw"},
+                    {
+                        "property": "program",
+                        "node": node_id("Program"),
+                        "type": "string",
+                        "length": 32,
+                        "access": "rw",
+                    },
+                    # Writable in the profile, read-only on the server: the server refuses.
+                    {"property": "load", "node": node_id("Spindle.Load"), "access": "rw"},
+                ],
+            }
+        ],
+    }
+    gateway = gateway_config(tmp_path, connector, mosquitto, run)
+    with BackgroundServer(settings) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        install_commands(srv.app, srv.platform)
+        api = Api(c)
+        world = await asyncio.to_thread(api.setup_tenant, api.admin(), "Downlink Plant")
+
+        async def call(method: str, path: str, expect: int | tuple[int, ...], **kw: Any) -> Any:
+            return await asyncio.to_thread(api.call, method, path, world.headers, expect, **kw)
+
+        async def write(device: int, prop: str, expect: int, **body: Any) -> Any:
+            path = f"/api/v1/devices/{device}/properties/{prop}"
+            return await call("POST", path, expect, json=body)
+
+        async with EdgeGateway(gateway):
+            device = await provisioned(call, "cnc-dl", "speed", 1200.0)
+
+            ok = await write(device, "speed", 200, value=1875.5, timeout_s=5)
+            assert ok["status"] == "ok" and ok["value"] == 1875.5
+            assert await opcua_server.get("Spindle.Speed") == 1875.5
+            ok = await write(device, "program", 200, value="O2024", timeout_s=5)
+            assert await opcua_server.get("Program") == "O2024"
+
+            problem = await write(device, "load", 502, value=99.0, timeout_s=5)
+            assert problem["write_status"] == "device_error"
+            assert "BadNotWritable" in problem["detail"]
+            assert await opcua_server.get("Spindle.Load") == 10.0
+
+            # The new value is what the platform then reads back from the device.
+            await provisioned(call, "cnc-dl", "speed", 1875.5)

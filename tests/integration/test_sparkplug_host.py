@@ -212,22 +212,25 @@ async def test_a_birth_without_values_leaves_the_stored_values_alone(world: Worl
     w.publish("DDATA", _ddata(2, t0, 1500.5, -12), "Pump1")
     await _until(lambda: w.host.stats.data == 1, "the DDATA")
     w.publish("NBIRTH", _nbirth(bd_seq=1))
-    reborn = psp.DBirth(
-        timestamp=_ms(),
-        seq=1,
-        metrics=(
-            psp.Metric(
-                timestamp=_ms(),
-                name="Motor/Speed",
-                datatype=psp.DataType.DOUBLE,
-                value=None,
-                alias=1,
+    # Nulls with and without metric properties (the Yugong edge gateway sends readOnly).
+    now = _ms()
+    reborn = encode_payload(
+        YPayload(
+            timestamp=now,
+            seq=1,
+            metrics=(
+                YMetric(
+                    "Motor/Speed",
+                    YDataType.Double,
+                    None,
+                    alias=1,
+                    timestamp=now,
+                    properties={"readOnly": False, "engUnit": "rpm"},
+                ),
+                YMetric("Temp", YDataType.Int16, None, alias=3, timestamp=now),
             ),
-            psp.Metric(
-                timestamp=_ms(), name="Temp", datatype=psp.DataType.INT16, value=None, alias=3
-            ),
-        ),
-    ).encode(include_dtypes=True)
+        )
+    )
     w.publish("DBIRTH", reborn, "Pump1")
     await _until(lambda: w.host.stats.births == 4, "the rebirth")
     assert await _values(w, "Pump1", "Motor_Speed") == [(1500.5, 0), (1450.0, 0)]

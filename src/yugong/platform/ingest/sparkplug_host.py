@@ -78,6 +78,7 @@ from yugong.core.timeutil import now_us
 from yugong.edge.sparkplug import (
     BDSEQ,
     NAMESPACE,
+    QUALITY_PROPERTY,
     REBIRTH,
     DataType,
     MessageType,
@@ -690,11 +691,13 @@ class SparkplugHost:
                 if status not in (None, "ok"):
                     continue  # a failed write's null is the edge's answer, not a reading
                 value = _stored(m.value, m.quality, m.datatype, meta.datatype)
+                said_bad = QUALITY_PROPERTY in m.properties
             else:
                 own = raw.datatype
                 value = _stored(metric_value(raw, own), Quality.GOOD, own, meta.datatype)
-                if value is None and birth:
-                    continue  # a birth's null declares the metric; it is not a reading
+                said_bad = False
+            if value is None and birth and not said_bad:
+                continue  # a birth's null declares the metric; it is not a reading
             ts = (raw.timestamp if raw.HasField("timestamp") else default_ms) * 1000
             values = by_ts.get(ts)
             if values is None:
