@@ -116,6 +116,52 @@ class Settings(BaseSettings):
     admin_password: str | None = Field(
         None, description="Bootstrap platform admin password; printed once if generated."
     )
+    password_min_length: int = Field(10, ge=8, description="Shortest password accepted.")
+    password_min_classes: int = Field(
+        1, ge=1, le=4, description="Character classes (lower, upper, digit, other) required."
+    )
+    login_lockout_after: int = Field(
+        5, ge=1, description="Failed logins in a row after which an account is locked."
+    )
+    login_lockout_base_s: float = Field(
+        30.0, gt=0, description="First lockout; each further failure doubles it ..."
+    )
+    login_lockout_max_s: float = Field(3600.0, gt=0, description="... up to this long.")
+    totp_issuer: str = Field("Yugong", description="Issuer shown in authenticator apps.")
+    data_key: str | None = Field(
+        None,
+        description="Encrypts secrets at rest (TOTP seeds, connector passwords). Default: "
+        "derived from secret_key; set it to rotate one without the other.",
+    )
+
+    # Encrypted transport
+    tls_cert_file: Path | None = Field(
+        None, description="Server certificate (PEM); set: HTTPS and MQTT over TLS are on."
+    )
+    tls_key_file: Path | None = Field(None, description="Private key of tls_cert_file (PEM).")
+    tls_ca_file: Path | None = Field(
+        None,
+        description="CA that issues device client certificates (PEM); default: the platform "
+        "CA made by `yugong certs init`.",
+    )
+    mqtt_tls_port: int = Field(8883, description="Embedded broker's MQTT over TLS port.")
+    mqtt_plain: bool = Field(
+        True, description="Keep the plain MQTT port open beside TLS (off in production)."
+    )
+
+    # Detection and blocking
+    block_failed_logins_per_ip: int = Field(
+        20, ge=1, description="Failed logins from one address before it is blocked."
+    )
+    block_duration_s: float = Field(
+        900.0, gt=0, description="How long an offending address or device stays blocked."
+    )
+    malformed_flood_per_min: int = Field(
+        100, ge=1, description="Malformed messages a minute from one device: an event, a block."
+    )
+    integrity_check_interval_s: float = Field(
+        300.0, ge=0, description="Seconds between checks of code and web assets (0: off)."
+    )
 
     @field_validator("mqtt_url")
     @classmethod

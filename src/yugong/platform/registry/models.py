@@ -11,7 +11,9 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -39,6 +41,31 @@ PARENT_KIND: dict[str, str | None] = {
 _SQLITE_NO_REUSE = {"sqlite_autoincrement": True}
 
 
+class TenantProfile(Base):
+    """Resource limits shared by the tenants that use the profile. A NULL limit is no
+    limit; the profile marked ``is_default`` applies to tenants without one."""
+
+    __tablename__ = "tenant_profiles"
+    __table_args__ = _SQLITE_NO_REUSE
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    description: Mapped[str] = mapped_column(String(512), default="")
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    max_devices: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_users: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_api_keys: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Ingest token buckets: per tenant and per device, messages and data points per second.
+    messages_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    points_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    device_messages_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    device_points_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    api_requests_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_stored_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Tenant(Base):
     __tablename__ = "tenants"
     __table_args__ = _SQLITE_NO_REUSE
@@ -50,6 +77,10 @@ class Tenant(Base):
     retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: keep
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # NULL: the default tenant profile.
+    profile_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tenant_profiles.id", ondelete="SET NULL"), index=True, nullable=True
+    )
 
 
 class Asset(Base):
@@ -120,6 +151,12 @@ class Device(Base):
     label: Mapped[str] = mapped_column(String(255), default="")
     # sha256 hex of the access token; the plain token is shown once and never stored.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # MQTT username/password credentials (the password as an argon2 hash), and the X.509
+    # client certificate issued by the platform CA: its SHA-256 fingerprint and expiry.
+    mqtt_username: Mapped[str | None] = mapped_column(String(128), unique=True, nullable=True)
+    mqtt_password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    cert_fingerprint: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    cert_not_after: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     online: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
