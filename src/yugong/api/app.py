@@ -25,6 +25,7 @@ from yugong.api.routers import (
 from yugong.core.settings import Settings, load_settings
 from yugong.platform.commands import install_commands
 from yugong.platform.runtime import Platform
+from yugong.security.context import RequestContextMiddleware
 from yugong.web import landing_page
 
 API_PREFIX = "/api/v1"
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     )
     problems.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestContextMiddleware)  # outermost: every request has a context
 
     for module in (auth, users, apikeys, tenants, assets, products, devices, query):
         app.include_router(module.router, prefix=API_PREFIX)

@@ -16,6 +16,7 @@ from yugong.core.errors import Unauthorized
 from yugong.core.settings import Settings
 from yugong.infra.db import Database
 from yugong.platform.registry.service import Registry
+from yugong.security.context import current
 from yugong.security.principal import Principal
 from yugong.security.service import Security
 
@@ -74,6 +75,7 @@ def current_principal(
         raise Unauthorized("authentication required")
     principal = security.authenticate(credential)
     request.state.principal = principal
+    current().principal = principal  # for the audit log and events (same request object)
     return principal
 
 

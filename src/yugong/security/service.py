@@ -8,15 +8,18 @@ from yugong.core.errors import Unauthorized
 from yugong.core.settings import Settings
 from yugong.infra.db import Database
 from yugong.security.apikeys import ApiKeys, looks_like_key
+from yugong.security.events import SecurityEvents
 from yugong.security.passwords import PasswordPolicy, Passwords
 from yugong.security.principal import Principal
+from yugong.security.secrets import SecretBox
 from yugong.security.sessions import Sessions
 from yugong.security.tokens import TokenCodec
 from yugong.security.users import Users
 
 
 class Security:
-    """Users, sessions (tokens) and API keys over one database and signing key.
+    """Users, sessions (tokens), API keys, security events and the box for secrets at rest,
+    over one database and signing key.
 
     ``hasher`` and ``policy`` are for deployments (and tests) that tune argon2's cost or
     the password rules.
@@ -42,6 +45,8 @@ class Security:
         self.sessions = Sessions(db, self.codec, self.passwords)
         self.users = Users(db, self.passwords, self.sessions, self.policy)
         self.apikeys = ApiKeys(db)
+        self.events = SecurityEvents(db)
+        self.box = SecretBox.from_settings(settings)  # secrets at rest
 
     def authenticate(self, credential: str) -> Principal:
         """The caller behind a bearer credential: an API key (``ygk_...``) or an access
