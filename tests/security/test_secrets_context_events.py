@@ -7,9 +7,10 @@ from sqlalchemy import select
 
 from yugong.core.settings import Settings
 from yugong.infra.db import Database
+from yugong.security.audit import AuditLog, VerifyResult
 from yugong.security.context import acting, actor, current
 from yugong.security.events import SecurityEvents
-from yugong.security.models import SecurityEvent
+from yugong.security.models import AuditEntry, SecurityEvent
 from yugong.security.principal import SYSTEM, Principal, Role
 from yugong.security.secrets import SecretBox, SecretError
 
@@ -55,3 +56,28 @@ def test_repeated_events_fold_into_one_row_with_a_count(sqlite_db: Database) -> 
         rows = {r.id: r.count for r in s.scalars(select(SecurityEvent))}
     assert rows == {first: 5, other: 1}
     assert seen == ["login_failed", "login_failed"]  # listeners hear new events, not repeats
+
+
+def test_audit_chain_detects_edits_and_deletions(db: Database) -> None:
+    audit = AuditLog(db)
+    p = Principal(kind="user", id=3, tenant=1, role=Role.ENGINEER, name="eve")
+    with acting(p, "192.0.2.7", "http"):
+        for i in range(5):
+            audit.record("devices.update", target_type="device", target_id=i, detail={"n": i})
+    audit.record("login", outcome="refused", actor_kind="user", actor_name="mallory")
+    assert audit.verify() == VerifyResult(6, True)
+    with db.session() as s:
+        rows = s.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
+        assert [r.actor_name for r in rows] == ["eve"] * 5 + ["mallory"]
+        assert rows[0].source_ip == "192.0.2.7" and rows[0].tenant_id == 1
+        third = rows[2].id
+        rows[2].detail = {"n": 99}  # an edit
+    bad = audit.verify()
+    assert not bad.ok and bad.first_bad == third and "changed" in bad.reason
+    with db.session() as s:
+        s.get(AuditEntry, third).detail = {"n": 2}  # type: ignore[union-attr]
+    assert audit.verify().ok
+    with db.session() as s:
+        s.delete(s.get(AuditEntry, third))  # a deletion
+    bad = audit.verify()
+    assert not bad.ok and bad.first_bad == third + 1 and "link" in bad.reason

@@ -8,6 +8,7 @@ from yugong.core.errors import Unauthorized
 from yugong.core.settings import Settings
 from yugong.infra.db import Database
 from yugong.security.apikeys import ApiKeys, looks_like_key
+from yugong.security.audit import AuditLog
 from yugong.security.events import SecurityEvents
 from yugong.security.passwords import PasswordPolicy, Passwords
 from yugong.security.principal import Principal
@@ -46,6 +47,7 @@ class Security:
         self.users = Users(db, self.passwords, self.sessions, self.policy)
         self.apikeys = ApiKeys(db)
         self.events = SecurityEvents(db)
+        self.audit = AuditLog(db)
         self.box = SecretBox.from_settings(settings)  # secrets at rest
 
     def authenticate(self, credential: str) -> Principal:
