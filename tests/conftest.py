@@ -3,10 +3,16 @@ CI=true an unreachable service fails the run instead of skipping."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import socket
+import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -17,6 +23,9 @@ PG_ADMIN_URL = os.environ.get(
 )
 MOSQUITTO_HOST = os.environ.get("YUGONG_TEST_MQTT_HOST", "127.0.0.1")
 MOSQUITTO_PORT = int(os.environ.get("YUGONG_TEST_MQTT_PORT", "1883"))
+MOSQUITTO_BIN = "/usr/sbin/mosquitto"
+
+T = TypeVar("T")
 
 
 def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -36,10 +45,65 @@ def need_service(name: str, host: str, port: int) -> None:
     pytest.skip(message)
 
 
+def need_programs(*paths: str) -> None:
+    """Skip (with CI=true: fail) unless every program is installed at its path."""
+    if all(os.access(path, os.X_OK) for path in paths):
+        return
+    message = f"{' and '.join(paths)} {'is' if len(paths) == 1 else 'are'} needed"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " (CI=true: a missing service fails the run)")
+    pytest.skip(message)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def until(cond: Callable[[], T], what: str = "the condition", timeout: float = 10.0) -> T:
+    """Poll ``cond`` until it returns something true, and return that; fail after ``timeout``
+    seconds, naming ``what`` was awaited."""
+    deadline = time.monotonic() + timeout
+    while not (result := cond()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+    return result
+
+
+class PrivateMosquitto:
+    """A Mosquitto process of our own on a free 127.0.0.1 port, without persistence; it can be
+    killed (SIGKILL) and started again on the same port. ``extra_config_lines`` follow the
+    listener line, so listener options (TLS files, passwords) apply to it."""
+
+    def __init__(self, folder: Path, extra_config_lines: Sequence[str] = ()) -> None:
+        self.port = free_port()
+        self.conf = folder / "mosquitto.conf"
+        self.conf.write_text(
+            "\n".join(
+                [f"listener {self.port} 127.0.0.1", *extra_config_lines, "persistence false", ""]
+            )
+        )
+        self.log = folder / "mosquitto.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [MOSQUITTO_BIN, "-c", str(self.conf)], stdout=out, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout
+        while not reachable("127.0.0.1", self.port, timeout=0.2):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"mosquitto did not start: {self.log.read_text()}")
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Edge fixtures: a real pymodbus TCP server on a free 127.0.0.1 port, in this event loop.
+"""Edge fixtures: a sink that collects what a connector produces, a store-and-forward buffer,
+and a real pymodbus TCP server on a free 127.0.0.1 port, in this event loop.
 
 The server keeps the four Modbus tables separate (coils and discrete inputs addressed by
 bit), counts the requests it receives per function code, and can be slowed down (to provoke
@@ -14,9 +15,11 @@ import select
 import threading
 import tty
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pytest
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
@@ -25,12 +28,46 @@ from pymodbus.simulator import SimData, SimDevice
 from pymodbus.simulator.simdata import DataType
 
 from tests.conftest import free_port
+from yugong.edge.buffer import StoreForwardBuffer
+from yugong.edge.samples import EDGE_SCHEMA
 
 SERIAL_BAUD = 115200
 TABLE_SIZE = 1000  # addresses 0..999 in every table; beyond is an illegal address
 UNIT = 1
 
 FC_COIL, FC_DI, FC_HR, FC_IR = 1, 2, 3, 4
+
+
+class Collector:
+    """A connector's sink: keeps every batch it is handed, each checked against EDGE_SCHEMA."""
+
+    def __init__(self) -> None:
+        self.batches: list[pa.Table] = []
+
+    def __call__(self, batch: pa.Table) -> None:
+        assert batch.schema == EDGE_SCHEMA
+        self.batches.append(batch)
+
+    def rows(self, since: int = 0) -> list[dict[str, Any]]:
+        """The rows of every batch from the ``since``-th on, in order."""
+        return [r for b in self.batches[since:] for r in b.to_pylist()]
+
+    def table(self) -> pa.Table:
+        return pa.concat_tables(self.batches) if self.batches else EDGE_SCHEMA.empty_table()
+
+    def latest(self) -> dict[str, dict[str, Any]]:
+        """The last row of each point."""
+        return {r["point"]: r for r in self.rows()}
+
+    def last(self, point: str) -> dict[str, Any] | None:
+        return self.latest().get(point)
+
+
+@pytest.fixture
+def buffer(tmp_path: Path) -> Iterator[StoreForwardBuffer]:
+    buf = StoreForwardBuffer(tmp_path / "buf.db", max_bytes=50_000_000, synchronous="normal")
+    yield buf
+    buf.close()
 
 
 class ModbusTestServer:

@@ -8,26 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import shutil
-import signal
-import subprocess
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
 import pyarrow as pa
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
-from pysparkplug import _protobuf as psp_pb
 
-from tests.conftest import free_port, reachable
+from tests.conftest import MOSQUITTO_BIN, PrivateMosquitto, need_programs, until
+from tests.edge.sparkplug_observer import Observer
 from yugong.core.quality import Quality
 from yugong.core.settings import Settings
 from yugong.edge.config import parse_config
@@ -39,83 +29,9 @@ from yugong.security.principal import SYSTEM
 
 pytestmark = pytest.mark.timeout(90)
 
-MOSQUITTO = "/usr/sbin/mosquitto"
 DEVICE, POINT = "mixer-1", "batches"
 TICK_S = 0.1
-
-
-class Broker:
-    """A Mosquitto process of our own, on a fixed port, without persistence."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        )
-        self.log = folder / "mosquitto.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 10.0) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [MOSQUITTO, "-c", str(self.conf)], stdout=out, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + timeout
-        while not reachable("127.0.0.1", self.port, timeout=0.2):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"mosquitto did not start: {self.log.read_text()}")
-            time.sleep(0.02)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-        self.proc = None
-
-
-class Observer:
-    """A plain MQTT client recording every Sparkplug message of the group, and STATE."""
-
-    def __init__(self, port: int, group: str) -> None:
-        self.messages: list[tuple[str, bytes]] = []
-        self._lock = threading.Lock()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"obs-{uuid.uuid4().hex[:8]}"
-        )
-        self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe([(f"spBv1.0/{group}/#", 1), ("spBv1.0/STATE/#", 1)])
-        self.client.loop_start()
-        assert subscribed.wait(5), "the observer could not subscribe"
-
-    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.messages.append((msg.topic, bytes(msg.payload)))
-
-    def of(self, kind: str) -> list[tuple[str, Any]]:
-        with self._lock:
-            messages = list(self.messages)
-        out = []
-        for topic, payload in messages:
-            parts = topic.split("/")
-            if parts[1] != "STATE" and parts[2] == kind:
-                pb = psp_pb.Payload()
-                pb.ParseFromString(payload)
-                out.append((topic, pb))
-        return out
-
-    def states(self, host_id: str) -> list[bool]:
-        with self._lock:
-            return [
-                json.loads(p)["online"] for t, p in self.messages if t == f"spBv1.0/STATE/{host_id}"
-            ]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+WAIT_S = 15.0  # a platform, a gateway and a broker restart: longer than the default wait
 
 
 class TappedGateway(EdgeGateway):
@@ -133,21 +49,10 @@ class TappedGateway(EdgeGateway):
         await super()._sink(batch)
 
 
-async def until(cond: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = cond()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 def samples(obs: Observer, aliases: dict[int, str]) -> Counter[tuple[int, float]]:
     """(timestamp ms, value) of every counter sample seen in DDATA."""
     got: Counter[tuple[int, float]] = Counter()
-    for topic, pb in obs.of("DDATA"):
+    for topic, pb in obs.decoded("DDATA"):
         if topic.rsplit("/", 1)[1] != DEVICE:
             continue
         for m in pb.metrics:
@@ -160,7 +65,7 @@ def samples(obs: Observer, aliases: dict[int, str]) -> Counter[tuple[int, float]
 def birth_aliases(obs: Observer) -> dict[int, str]:
     return {
         m.alias: m.name
-        for topic, pb in obs.of("DBIRTH")
+        for topic, pb in obs.decoded("DBIRTH")
         if topic.rsplit("/", 1)[1] == DEVICE
         for m in pb.metrics
     }
@@ -168,16 +73,14 @@ def birth_aliases(obs: Observer) -> dict[int, str]:
 
 def bdseqs(obs: Observer) -> list[int]:
     return [
-        next(m.long_value for m in pb.metrics if m.name == "bdSeq") for _, pb in obs.of("NBIRTH")
+        next(m.long_value for m in pb.metrics if m.name == "bdSeq")
+        for _, pb in obs.decoded("NBIRTH")
     ]
 
 
 async def test_broker_killed_and_restarted(tmp_path: Path) -> None:
-    if not os.access(MOSQUITTO, os.X_OK) and shutil.which("mosquitto") is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{MOSQUITTO} is not installed (CI=true: a missing service fails)")
-        pytest.skip(f"{MOSQUITTO} is not installed")
-    broker = Broker(tmp_path)
+    need_programs(MOSQUITTO_BIN)
+    broker = PrivateMosquitto(tmp_path, ["allow_anonymous true"])
     broker.start()
     url = f"mqtt://127.0.0.1:{broker.port}"
     run = uuid.uuid4().hex[:10]
@@ -236,27 +139,31 @@ async def test_broker_killed_and_restarted(tmp_path: Path) -> None:
                 "health": {"interval": 0},
             }
         )
-        obs = Observer(broker.port, group)
+        obs = Observer("127.0.0.1", broker.port, group, also=["spBv1.0/STATE/#"])
         gateway = TappedGateway(config)
         gateway.produced = []
         await gateway.start()
         uplink = gateway.uplink
         assert isinstance(uplink, SparkplugUplink)
-        node = await until(lambda: uplink.node, "the edge node")
+        node = await until(lambda: uplink.node, "the edge node", timeout=WAIT_S)
         buffer = gateway.buffer
         assert buffer is not None
 
         # Normal operation: data flows through the broker to the platform.
         seen = lambda: samples(obs, birth_aliases(obs))  # noqa: E731
-        await until(lambda: len(seen()) >= 5, "data through the broker")
+        await until(lambda: len(seen()) >= 5, "data through the broker", timeout=WAIT_S)
         assert bdseqs(obs) == [0] and node.stats.sessions == 1
 
         broker.kill()
         killed_at = len(gateway.produced)
-        await until(lambda: not node.online, "the edge node to notice the broker is gone")
+        await until(
+            lambda: not node.online, "the edge node to notice the broker is gone", timeout=WAIT_S
+        )
         before = seen()  # all the first observer saw: its broker is gone
         # The gateway keeps polling; what it produces waits in the buffer.
-        await until(lambda: len(gateway.produced) >= killed_at + 20, "samples while down")
+        await until(
+            lambda: len(gateway.produced) >= killed_at + 20, "samples while down", timeout=WAIT_S
+        )
         assert buffer.depth().rows >= 15
         assert node.stats.sessions == 1 and not host.ready.is_set()
 
@@ -265,12 +172,14 @@ async def test_broker_killed_and_restarted(tmp_path: Path) -> None:
         # so nothing it sends after the restart can pass before the observer listens.
         obs.close()
         broker.start()
-        obs = Observer(broker.port, group)
-        await until(lambda: host.ready.is_set(), "the host to reconnect")
-        await until(lambda: obs.states(host_id) == [True], "the host's STATE again")
-        await until(lambda: bdseqs(obs) == [1], "a new birth with the next bdSeq")
+        obs = Observer("127.0.0.1", broker.port, group, also=["spBv1.0/STATE/#"])
+        await until(lambda: host.ready.is_set(), "the host to reconnect", timeout=WAIT_S)
+        await until(lambda: obs.states(host_id) == [True], "the host's STATE again", timeout=WAIT_S)
+        await until(lambda: bdseqs(obs) == [1], "a new birth with the next bdSeq", timeout=WAIT_S)
         restarted_at = len(gateway.produced)
-        await until(lambda: len(gateway.produced) >= restarted_at + 5, "live data after it")
+        await until(
+            lambda: len(gateway.produced) >= restarted_at + 5, "live data after it", timeout=WAIT_S
+        )
 
         # Stop producing; then everything produced must have arrived, once each.
         await gateway.connectors["sim"].stop()
@@ -283,6 +192,7 @@ async def test_broker_killed_and_restarted(tmp_path: Path) -> None:
                     and sum(seen().values()) + sum(before.values()) >= len(produced)
                 ),
                 "the backlog to be replayed",
+                timeout=WAIT_S,
             )
         await asyncio.sleep(0.3)  # anything sent twice would arrive right behind
         got = before + seen()

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from tests.conftest import until
 from yugong.core.quality import Quality
 from yugong.edge.connectors.base import (
     Backoff,
@@ -34,12 +35,6 @@ from yugong.edge.connectors.simulator import (
     Waveform,
 )
 from yugong.edge.samples import EDGE_SCHEMA, edge_batch
-
-
-async def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.005)
 
 
 # --------------------------------------------------------------------------- backoff
@@ -129,14 +124,14 @@ async def test_failure_is_availability_bad_samples_and_one_log_line_each_way(
     dev = ScriptedSession("d1")
     batches: list[pa.Table] = []
     async with ScriptedConnector([dev], batches.append) as conn:
-        await wait_for(lambda: conn.available("d1"))
+        await until(lambda: conn.available("d1"))
         dev.up = False
-        await wait_for(lambda: dev.stats.bad_points >= 10)  # several failed attempts
+        await until(lambda: dev.stats.bad_points >= 10)  # several failed attempts
         assert not conn.available("d1")
         dev.up = True
-        await wait_for(lambda: conn.available("d1"))
+        await until(lambda: conn.available("d1"))
         n = len(batches)
-        await wait_for(lambda: len(batches) > n)
+        await until(lambda: len(batches) > n)
     table = pa.concat_tables(batches)
     assert table.schema == EDGE_SCHEMA
     bad = table.filter(pc.equal(table["quality"], Quality.BAD))
@@ -151,12 +146,12 @@ async def test_failure_is_availability_bad_samples_and_one_log_line_each_way(
 async def test_timeouts_are_counted_and_device_comes_back() -> None:
     dev = ScriptedSession("d1")
     async with ScriptedConnector([dev], lambda b: None) as conn:
-        await wait_for(lambda: conn.available("d1"))
+        await until(lambda: conn.available("d1"))
         dev.hang = True
-        await wait_for(lambda: conn.stats().devices["d1"].timeouts >= 2)
+        await until(lambda: conn.stats().devices["d1"].timeouts >= 2)
         assert not conn.available("d1")
         dev.hang = False
-        await wait_for(lambda: conn.available("d1"))
+        await until(lambda: conn.available("d1"))
         st = conn.stats().devices["d1"]
     assert st.errors >= st.timeouts >= 2
     assert st.connects >= 3  # the connection is re-opened after each timeout
@@ -168,7 +163,7 @@ async def test_device_is_accessed_serially_and_a_dead_device_blocks_nobody() -> 
     async with ScriptedConnector([live, dead], lambda b: None) as conn:
         # Hammer the live device with writes while its poll loop runs at full rate.
         results = await asyncio.gather(*(conn.write("live", "x", i) for i in range(50)))
-        await wait_for(lambda: conn.stats().devices["live"].polls >= 20)
+        await until(lambda: conn.stats().devices["live"].polls >= 20)
         st = conn.stats()
     assert all(r.success for r in results)
     assert live.max_in_flight == 1  # never two outstanding requests on one device
@@ -182,10 +177,10 @@ async def test_device_is_accessed_serially_and_a_dead_device_blocks_nobody() -> 
 async def test_stats_are_a_snapshot() -> None:
     dev = ScriptedSession("d1")
     async with ScriptedConnector([dev], lambda b: None) as conn:
-        await wait_for(lambda: conn.stats().devices["d1"].polls >= 3)
+        await until(lambda: conn.stats().devices["d1"].polls >= 3)
         snap = conn.stats()
         polls = snap.devices["d1"].polls
-        await wait_for(lambda: conn.stats().devices["d1"].polls > polls + 2)
+        await until(lambda: conn.stats().devices["d1"].polls > polls + 2)
     assert snap.devices["d1"].polls == polls
     assert snap.total("polls") == polls
     assert snap.devices["d1"].last_poll_latency_ms > 0
@@ -232,14 +227,14 @@ def test_simulated_device_checks_its_config() -> None:
 async def test_simulator_connector_emits_batches_and_takes_writes() -> None:
     batches: list[pa.Table] = []
     async with SimulatorConnector("sim", [sim_device()], batches.append, seed=3) as conn:
-        await wait_for(lambda: len(batches) >= 3)
+        await until(lambda: len(batches) >= 3)
         assert (await conn.write("sim-1", "sp", 7.5)).success
         ro = await conn.write("sim-1", "sine", 1)
         assert ro.status is WriteStatus.INVALID and "read-only" in ro.message
         nan = await conn.write("sim-1", "sp", "lots")
         assert nan.status is WriteStatus.INVALID
         n = len(batches)
-        await wait_for(lambda: len(batches) > n)
+        await until(lambda: len(batches) > n)
         st = conn.stats().devices["sim-1"]
     last = dict(
         zip(batches[-1]["point"].to_pylist(), batches[-1]["value"].to_pylist(), strict=True)
@@ -261,7 +256,7 @@ async def test_a_failing_sink_is_logged_once_and_polling_goes_on(
 
     dev = ScriptedSession("d1")
     async with ScriptedConnector([dev], sink) as conn:
-        await wait_for(lambda: calls[0] >= 5)
+        await until(lambda: calls[0] >= 5)
         assert conn.available("d1")
     failures = [r for r in caplog.records if "sink failed" in r.getMessage()]
     assert len(failures) == 1

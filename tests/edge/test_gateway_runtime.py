@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from tests.conftest import until
 from tests.edge.conftest import FC_HR, ModbusTestServer
 from yugong.core.errors import InvalidInput
 from yugong.edge.buffer import StoreForwardBuffer, concat
@@ -74,14 +74,6 @@ def gateway_config(
     }
 
 
-async def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
-
-
 def series(table: pa.Table, device: str, point: str) -> tuple[list[int], list[float]]:
     rows = [r for r in table.to_pylist() if r["device"] == device and r["point"] == point]
     return [r["ts"] for r in rows], [r["value"] for r in rows]
@@ -111,13 +103,13 @@ async def test_modbus_and_simulator_through_deadband_into_the_buffer_in_order(
     async with gw:
         assert gw.buffer is not None
         buf = gw.buffer
-        await wait_for(lambda: buf.depth().rows > 0 and gw.health().devices_online == 2)
+        await until(lambda: buf.depth().rows > 0 and gw.health().devices_online == 2)
         assert (await gw.write("mixer", "setpoint", 42.0)).success
         await asyncio.sleep(0.2)
         await modbus_server.set(FC_HR, 0, [103])  # inside the deadband: not reported
         await asyncio.sleep(0.3)
         await modbus_server.set(FC_HR, 0, [110])
-        await wait_for(lambda: gw.connectors["plcs"].stats().total("polls") > 20)
+        await until(lambda: gw.connectors["plcs"].stats().total("polls") > 20)
         await asyncio.sleep(0.3)
         catalog = gw.catalog()
         assert [(m.point, m.datatype) for m in catalog["plc-1"]] == [
@@ -149,9 +141,9 @@ async def test_log_uplink_drains_and_acks_the_buffer(tmp_path: Path) -> None:
     uplink = LogUplink(idle_s=0.02)
     async with EdgeGateway(cfg, uplink=uplink) as gw:
         assert gw.buffer is not None
-        await wait_for(lambda: uplink.delivered_rows > 20)
+        await until(lambda: uplink.delivered_rows > 20)
         buf = gw.buffer
-        await wait_for(lambda: buf.stats().delivered_rows >= uplink.delivered_rows)
+        await until(lambda: buf.stats().delivered_rows >= uplink.delivered_rows)
 
 
 def test_config_errors_name_the_field_and_device(tmp_path: Path) -> None:

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
+from tests.conftest import until
+from tests.edge.conftest import Collector
 from yugong.core.quality import Quality
 from yugong.edge.connectors.base import Backoff, WriteStatus
 from yugong.edge.connectors.http_json import HttpJsonConnector, HttpJsonOptions
 from yugong.edge.profiles import DeviceProfile, ProfileError, parse_profile
-from yugong.edge.samples import EDGE_SCHEMA
 
 
 class JsonServer:
@@ -95,30 +94,6 @@ def profile(url: str, **conn: Any) -> DeviceProfile:
             ],
         }
     )
-
-
-class Collector:
-    def __init__(self) -> None:
-        self.tables: list[pa.Table] = []
-
-    def __call__(self, batch: pa.Table) -> None:
-        assert batch.schema == EDGE_SCHEMA
-        self.tables.append(batch)
-
-    def rows(self) -> list[dict[str, Any]]:
-        return [r for t in self.tables for r in t.to_pylist()]
-
-    def last(self, point: str) -> dict[str, Any] | None:
-        found = [r for r in self.rows() if r["point"] == point]
-        return found[-1] if found else None
-
-
-async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 DOC: dict[str, Any] = {

@@ -9,47 +9,24 @@ import asyncio
 import contextlib
 import logging
 import struct
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
-import pyarrow as pa
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, until
+from tests.edge.conftest import Collector
 from yugong.core.quality import Quality
 from yugong.edge.connectors.base import Backoff, Connector
 from yugong.edge.connectors.http_json import HttpJsonConnector, HttpJsonOptions
 from yugong.edge.connectors.modbus import ModbusConnector
 from yugong.edge.profiles import parse_profile
-from yugong.edge.samples import EDGE_SCHEMA
 
 pytestmark = pytest.mark.timeout(60)
 
 DEVICE = "plc-1"
 REGISTERS = (1234, 4321)  # what holding registers 0 and 1 hold when the server behaves
-
-
-class Collector:
-    def __init__(self) -> None:
-        self.tables: list[pa.Table] = []
-
-    def __call__(self, batch: pa.Table) -> None:
-        assert batch.schema == EDGE_SCHEMA
-        self.tables.append(batch)
-
-    def rows(self, since: int = 0) -> list[dict[str, Any]]:
-        return [r for t in self.tables[since:] for r in t.to_pylist()]
-
-
-async def until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def fast_backoff() -> Backoff:
@@ -64,13 +41,12 @@ def our_records(caplog: pytest.LogCaptureFixture, since: int) -> list[logging.Lo
     ]
 
 
-# --------------------------------------------------------------------------- Modbus TCP
-class BadModbusServer:
-    """Answers FC 3 reads with ``REGISTERS``, or, per ``mode``, with a broken answer."""
+class TcpTestServer:
+    """A TCP server on a free 127.0.0.1 port, in this event loop; ``_serve`` answers each
+    connection. It can be stopped and started again on the same port."""
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.mode = "ok"
         self.requests = 0
         self._server: asyncio.Server | None = None
 
@@ -81,6 +57,18 @@ class BadModbusServer:
         if self._server is not None:
             self._server.close()
             self._server = None
+
+    async def _serve(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- Modbus TCP
+class BadModbusServer(TcpTestServer):
+    """Answers FC 3 reads with ``REGISTERS``, or, per ``mode``, with a broken answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mode = "ok"
 
     async def _serve(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
@@ -156,7 +144,7 @@ def good_answer(sink: Collector, since: int) -> bool:
     """A batch after ``since`` holds both points with the values the server holds."""
     return any(
         {(r["point"], r["value"], r["quality"]) for r in t.to_pylist()} == GOOD_ROWS
-        for t in sink.tables[since:]
+        for t in sink.batches[since:]
     )
 
 
@@ -189,7 +177,7 @@ async def test_modbus_malformed_answer(
         await until(lambda: good_answer(sink, 0), "the first good poll")
         assert conn.available(DEVICE)
         before = conn.stats().devices[DEVICE]
-        logs, batches, requests = len(caplog.records), len(sink.tables), bad_modbus.requests
+        logs, batches, requests = len(caplog.records), len(sink.batches), bad_modbus.requests
 
         bad_modbus.mode = fault.mode
         # It keeps asking (neither crashed nor stuck on one request) and fails every time.
@@ -209,7 +197,7 @@ async def test_modbus_malformed_answer(
         assert len(warnings) == 1, [r.getMessage() for r in warnings]  # once, not per poll
         assert fault.logged in warnings[0].getMessage()
 
-        recovering = len(sink.tables)
+        recovering = len(sink.batches)
         bad_modbus.mode = "ok"
         await until(lambda: good_answer(sink, recovering), "a good poll after the fault")
         await until(lambda: conn.available(DEVICE), "the device to be available again")
@@ -237,7 +225,7 @@ async def test_modbus_every_fault_in_turn_on_one_connection(
 
             bad_modbus.mode = fault.mode
             await until(failing, f"{fault.mode} errors")
-            mark = len(sink.tables)
+            mark = len(sink.batches)
             bad_modbus.mode = "ok"
             await until(partial(good_answer, sink, mark), f"recovery after {fault.mode}")
         assert conn.available(DEVICE)
@@ -246,28 +234,18 @@ async def test_modbus_every_fault_in_turn_on_one_connection(
 
 
 # --------------------------------------------------------------------------- HTTP JSON
-class LyingHttpServer:
+class LyingHttpServer(TcpTestServer):
     """Answers every GET with ``body`` and a Content-Length of ``len(body) + length_delta``,
     then closes the connection."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.body = b"{}"
         self.length_delta = 0
-        self.requests = 0
-        self._server: asyncio.Server | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/status"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
 
     async def _serve(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
@@ -331,7 +309,7 @@ async def expect_failed_polls_then_recovery(
     """The server is misbehaving: every poll fails (BAD, counted, logged once) and the
     connector keeps asking; once it behaves again, the readings are GOOD again."""
     before = conn.stats().devices["meter-1"]
-    logs, batches, requests = len(caplog.records), len(sink.tables), server.requests
+    logs, batches, requests = len(caplog.records), len(sink.batches), server.requests
     await until(lambda: server.requests >= requests + 3, "repeated requests")
     await until(lambda: conn.stats().devices["meter-1"].errors >= before.errors + 3, "errors")
     assert not conn.available("meter-1")
@@ -344,7 +322,7 @@ async def expect_failed_polls_then_recovery(
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
     assert logged in warnings[0].getMessage()
     server.body, server.length_delta = DOC, 0
-    mark = len(sink.tables)
+    mark = len(sink.batches)
     await until(lambda: http_good(sink, mark), "good readings again")
     assert conn.available("meter-1")
     assert len(our_records(caplog, logs)) == 1
@@ -400,7 +378,7 @@ async def test_http_json_of_the_wrong_shape_is_bad(
     async with http_connector(lying_http.url, sink) as conn:
         await until(lambda: http_good(sink, 0), "the first good poll")
         before = conn.stats().devices["meter-1"]
-        mark, requests = len(sink.tables), lying_http.requests
+        mark, requests = len(sink.batches), lying_http.requests
         lying_http.body = body
         await until(lambda: lying_http.requests >= requests + 3, "repeated requests")
         await until(
@@ -412,7 +390,7 @@ async def test_http_json_of_the_wrong_shape_is_bad(
         assert {r["point"] for r in wrong} == {"power", "on"}
         assert all(r["value"] is None for r in wrong)
         lying_http.body = DOC
-        mark = len(sink.tables)
+        mark = len(sink.batches)
         await until(lambda: http_good(sink, mark), "good readings again")
 
 

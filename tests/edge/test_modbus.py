@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import struct
-from collections.abc import Callable
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
-from tests.edge.conftest import FC_COIL, FC_DI, FC_HR, FC_IR, SERIAL_BAUD, ModbusTestServer
+from tests.conftest import until
+from tests.edge.conftest import (
+    FC_COIL,
+    FC_DI,
+    FC_HR,
+    FC_IR,
+    SERIAL_BAUD,
+    Collector,
+    ModbusTestServer,
+)
 from yugong.core.quality import Quality
 from yugong.edge.connectors.base import Backoff, PollTimeout, WriteStatus
 from yugong.edge.connectors.modbus import ModbusConnector, ModbusSession
 from yugong.edge.profiles import DeviceProfile, parse_profile
-from yugong.edge.samples import EDGE_SCHEMA
 
 FC_WRITE_COIL, FC_WRITE_REG, FC_WRITE_COILS, FC_WRITE_REGS = 5, 6, 15, 16
 
@@ -53,31 +58,12 @@ def words(fmt: str, value: float) -> list[int]:
     return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
 
 
-class Collector:
-    def __init__(self) -> None:
-        self.batches: list[pa.Table] = []
-
-    def __call__(self, batch: pa.Table) -> None:
-        assert batch.schema == EDGE_SCHEMA
-        self.batches.append(batch)
-
-    def table(self) -> pa.Table:
-        return pa.concat_tables(self.batches) if self.batches else EDGE_SCHEMA.empty_table()
-
-    def latest(self) -> dict[str, tuple[float | None, int]]:
-        out: dict[str, tuple[float | None, int]] = {}
-        for row in self.table().to_pylist():
-            out[row["point"]] = (row["value"], row["quality"])
-        return out
-
-
-async def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.01)
-
-
 FAST = lambda: Backoff(initial=0.02, maximum=0.1)  # noqa: E731
+
+
+def readings(sink: Collector) -> dict[str, tuple[float | None, int]]:
+    """(value, quality) of the last row of each point."""
+    return {point: (r["value"], r["quality"]) for point, r in sink.latest().items()}
 
 
 MIXED_POINTS: list[dict[str, Any]] = [
@@ -100,10 +86,10 @@ async def test_reads_every_table_match_the_datastore(modbus_server: ModbusTestSe
     await s.set(FC_DI, 3, [True])
     sink = Collector()
     async with ModbusConnector("mb", [profile(s.port, MIXED_POINTS)], sink, backoff=FAST) as conn:
-        await wait_for(lambda: len(sink.latest()) == len(MIXED_POINTS))
+        await until(lambda: len(sink.latest()) == len(MIXED_POINTS))
         st = conn.stats().devices["plc-1"]
         assert conn.available("plc-1")
-    got = sink.latest()
+    got = readings(sink)
     assert got == {
         "flow": (12.5, Quality.GOOD),
         "level": (-42.0, Quality.GOOD),
@@ -163,9 +149,9 @@ async def test_rtu_on_a_serial_line(modbus_serial_server: tuple[ModbusTestServer
     )
     sink = Collector()
     async with ModbusConnector("mb", [prof], sink, backoff=FAST) as conn:
-        await wait_for(lambda: len(sink.latest()) == 2)
+        await until(lambda: len(sink.latest()) == 2)
         assert (await conn.write("rtu-1", "sp", 321)).success
-    assert sink.latest()["t"] == (-2.5, Quality.GOOD)
+    assert readings(sink)["t"] == (-2.5, Quality.GOOD)
     assert await s.get(FC_HR, 9, 1) == [321]
 
 
@@ -213,7 +199,7 @@ async def test_writes_use_fc_5_6_16_and_15(modbus_server: ModbusTestServer) -> N
     sink = Collector()
     prof = profile(s.port, points, interval="10s")
     async with ModbusConnector("mb", [prof], sink, backoff=FAST) as conn:
-        await wait_for(lambda: conn.available("plc-1"))
+        await until(lambda: conn.available("plc-1"))
         before = dict(s.requests)
         assert (await conn.write("plc-1", "run", True)).success
         assert (await conn.write("plc-1", "sp", -12)).success
@@ -232,7 +218,7 @@ async def test_writes_use_fc_5_6_16_and_15(modbus_server: ModbusTestServer) -> N
 
     # Devices that only implement the "multiple" functions: FC 15 and FC 16 throughout.
     async with ModbusConnector("mb", [prof], sink, backoff=FAST, multiple_writes=True) as conn:
-        await wait_for(lambda: conn.available("plc-1"))
+        await until(lambda: conn.available("plc-1"))
         before = dict(s.requests)
         assert (await conn.write("plc-1", "run", False)).success
         assert (await conn.write("plc-1", "sp", 7)).success
@@ -262,7 +248,7 @@ async def test_illegal_address_is_a_device_error_and_bad_block(
     sink = Collector()
     caplog.set_level(logging.INFO, logger="yugong.edge")
     async with ModbusConnector("mb", [profile(s.port, points)], sink, backoff=FAST) as conn:
-        await wait_for(lambda: conn.stats().devices["plc-1"].polls >= 3)
+        await until(lambda: conn.stats().devices["plc-1"].polls >= 3)
         result = await conn.write("plc-1", "gone", 5)
         assert conn.available("plc-1")  # the device answered: it is up, one block is not
         st = conn.stats().devices["plc-1"]
@@ -291,17 +277,17 @@ async def test_server_down_then_back(
     sink = Collector()
     caplog.set_level(logging.INFO, logger="yugong.edge")
     async with ModbusConnector("mb", [profile(s.port, points)], sink, backoff=FAST) as conn:
-        await wait_for(lambda: conn.available("plc-1"))
+        await until(lambda: conn.available("plc-1"))
         await s.stop()
-        await wait_for(lambda: not conn.available("plc-1"))
+        await until(lambda: not conn.available("plc-1"))
         n = len(sink.batches)
-        await wait_for(lambda: conn.stats().devices["plc-1"].bad_points >= 6)  # several attempts
+        await until(lambda: conn.stats().devices["plc-1"].bad_points >= 6)  # several attempts
         bad = sink.table().slice(sum(b.num_rows for b in sink.batches[:n]) - 2).to_pylist()
         await s.start()
         await s.set(FC_HR, 0, [1, 2])
-        await wait_for(lambda: conn.available("plc-1"))
+        await until(lambda: conn.available("plc-1"))
         good_after = len(sink.batches)
-        await wait_for(lambda: len(sink.batches) > good_after)
+        await until(lambda: len(sink.batches) > good_after)
     assert all(r["quality"] == Quality.BAD and r["value"] is None for r in bad[2:])
     assert {r["point"] for r in bad[2:]} == {"a", "b"}
     last = sink.batches[-1].to_pylist()
@@ -322,7 +308,7 @@ async def test_timeout_marks_device_down_and_write_times_out(
     prof = profile(s.port, points, timeout=0.2, interval="10s")
     sink = Collector()
     async with ModbusConnector("mb", [prof], sink, backoff=FAST) as conn:
-        await wait_for(lambda: conn.available("plc-1"))
+        await until(lambda: conn.available("plc-1"))
         s.delay_s = 0.6
         result = await conn.write("plc-1", "a", 3)
         assert result.status is WriteStatus.TIMEOUT
@@ -338,7 +324,7 @@ async def test_timeout_marks_device_down_and_write_times_out(
 
     s.delay_s = 0.6
     async with ModbusConnector("mb", [profile(s.port, points, timeout=0.2)], sink) as conn:
-        await wait_for(lambda: conn.stats().devices["plc-1"].timeouts >= 1)
+        await until(lambda: conn.stats().devices["plc-1"].timeouts >= 1)
         assert not conn.available("plc-1")
         assert sink.batches[-1].column("quality").to_pylist() == [Quality.BAD]
 
@@ -354,7 +340,7 @@ async def test_slow_device_does_not_delay_others(
         profile(fast.port, pt, name="fast", protocol="modbus_rtu_over_tcp", interval="10ms"),
     ]
     async with ModbusConnector("mb", profiles, Collector(), backoff=FAST) as conn:
-        await wait_for(lambda: conn.stats().devices["slow"].polls >= 2)
+        await until(lambda: conn.stats().devices["slow"].polls >= 2)
         st = conn.stats()
     # While the slow device answered twice, the fast one kept its own pace.
     assert st.devices["fast"].polls >= 10

@@ -11,15 +11,15 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiomqtt
 import orjson
-import pyarrow as pa
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, until
+from tests.edge.conftest import Collector
 from yugong.core.quality import Quality
 from yugong.edge.connectors.base import Backoff, WriteStatus
 from yugong.edge.connectors.mqtt_json import (
@@ -29,29 +29,8 @@ from yugong.edge.connectors.mqtt_json import (
     TopicPattern,
 )
 from yugong.edge.profiles import DeviceProfile, parse_profile
-from yugong.edge.samples import EDGE_SCHEMA
 
 FAST = MqttJsonOptions(wait=0.05, log_every=60.0)
-
-
-class Collector:
-    def __init__(self) -> None:
-        self.tables: list[pa.Table] = []
-
-    def __call__(self, batch: pa.Table) -> None:
-        assert batch.schema == EDGE_SCHEMA
-        self.tables.append(batch)
-
-    def rows(self) -> list[dict[str, Any]]:
-        return [r for t in self.tables for r in t.to_pylist()]
-
-
-async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
+from tests.conftest import until
+from tests.edge.conftest import Collector
 from tests.edge.opcua_server import (
     CertPair,
     OpcUaTestServer,
@@ -26,7 +26,6 @@ from yugong.edge.connectors.opcua import (
     profile_points,
 )
 from yugong.edge.profiles import DeviceProfile, OpcUaConnection, parse_profile
-from yugong.edge.samples import EDGE_SCHEMA
 
 __all__ = ["opcua_server", "secure_opcua_server"]  # fixtures used by name
 
@@ -61,32 +60,11 @@ POINTS: list[dict[str, Any]] = [
 ]
 
 
-class Collector:
-    def __init__(self) -> None:
-        self.batches: list[pa.Table] = []
-
-    def __call__(self, batch: pa.Table) -> None:
-        assert batch.schema == EDGE_SCHEMA
-        self.batches.append(batch)
-
-    def rows(self) -> list[dict[str, Any]]:
-        return [r for b in self.batches for r in b.to_pylist()]
-
-    def latest(self) -> dict[str, dict[str, Any]]:
-        return {r["point"]: r for r in self.rows()}
-
-
-async def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.02)
-
-
 async def test_polling_reads_numbers_bools_strings(opcua_server: OpcUaTestServer) -> None:
     sink = Collector()
     prof = profile(opcua_server.endpoint, POINTS)
     async with OpcUaConnector("opcua", [prof], sink, backoff=FAST) as conn:
-        await wait_for(lambda: len(sink.batches) >= 2)
+        await until(lambda: len(sink.batches) >= 2)
         latest = sink.latest()
         assert latest["speed"]["value"] == 1200.0
         assert latest["running"]["value"] == 1.0
@@ -98,14 +76,14 @@ async def test_polling_reads_numbers_bools_strings(opcua_server: OpcUaTestServer
         # One read request per poll: every point of the group in one batch.
         assert all(b.num_rows == len(POINTS) for b in sink.batches)
         await opcua_server.set("Spindle.Speed", 2400.0)
-        await wait_for(lambda: sink.latest()["speed"]["value"] == 2400.0)
+        await until(lambda: sink.latest()["speed"]["value"] == 2400.0)
         st = conn.stats().devices["cnc-1"]
         assert st.available and st.points_read >= 2 * len(POINTS) and st.bad_points == 0
     # An unknown node is BAD without taking the device down.
     sink = Collector()
     points = [*POINTS[:2], {"property": "ghost", "node": "ns=2;s=Cnc.Nope"}]
     async with OpcUaConnector("opcua", [profile(opcua_server.endpoint, points)], sink) as conn:
-        await wait_for(lambda: len(sink.batches) >= 1)
+        await until(lambda: len(sink.batches) >= 1)
         latest = sink.latest()
         assert latest["ghost"]["quality"] == Quality.BAD and latest["ghost"]["value"] is None
         assert latest["speed"]["quality"] == Quality.GOOD
@@ -124,15 +102,15 @@ async def test_subscription_delivers_changes_with_deadband(
     prof = profile(opcua_server.endpoint, points, subscribe=True)
     async with OpcUaConnector("opcua", [prof], sink, backoff=FAST) as conn:
         # Initial values of every monitored item arrive first.
-        await wait_for(lambda: {"load", "speed", "running"} <= set(sink.latest()))
+        await until(lambda: {"load", "speed", "running"} <= set(sink.latest()))
         loads = [12.0, 13.0, 20.0, 21.0, 30.0]  # from 10: only 20 (>5 from 10) and 30 pass
         for v in loads:
             await opcua_server.set("Spindle.Load", v)
             await opcua_server.set("Spindle.Speed", 1000.0 + v)
             await asyncio.sleep(0.08)
         await opcua_server.set("Running", False)
-        await wait_for(lambda: sink.latest()["running"]["value"] == 0.0)
-        await wait_for(lambda: sink.latest()["speed"]["value"] == 1030.0)
+        await until(lambda: sink.latest()["running"]["value"] == 0.0)
+        await until(lambda: sink.latest()["speed"]["value"] == 1030.0)
         seen_load = [r["value"] for r in sink.rows() if r["point"] == "load"]
         assert seen_load == [10.0, 20.0, 30.0]
         seen_speed = [r["value"] for r in sink.rows() if r["point"] == "speed"]
@@ -166,7 +144,7 @@ async def test_browse_then_write_ok_refused_and_invalid(opcua_server: OpcUaTestS
     sink = Collector()
     prof = profile(opcua_server.endpoint, POINTS, interval="1s")
     async with OpcUaConnector("opcua", [prof], sink, backoff=FAST) as conn:
-        await wait_for(lambda: conn.available("cnc-1"))
+        await until(lambda: conn.available("cnc-1"))
         assert (await conn.write("cnc-1", "speed", 1500.5)).success
         assert await opcua_server.get("Spindle.Speed") == 1500.5
         assert (await conn.write("cnc-1", "parts", 42)).success
@@ -189,10 +167,10 @@ async def test_server_down_bad_samples_logged_once_then_recovery(
     sink = Collector()
     prof = profile(opcua_server.endpoint, POINTS[:3])
     async with OpcUaConnector("opcua", [prof], sink, backoff=FAST) as conn:
-        await wait_for(lambda: conn.available("cnc-1"))
+        await until(lambda: conn.available("cnc-1"))
         await opcua_server.stop()
-        await wait_for(lambda: not conn.available("cnc-1"))
-        await wait_for(
+        await until(lambda: not conn.available("cnc-1"))
+        await until(
             lambda: sum(1 for r in sink.rows() if r["quality"] == Quality.BAD) >= 6, timeout=8
         )
         bad = [r for r in sink.rows() if r["quality"] == Quality.BAD]
@@ -201,9 +179,9 @@ async def test_server_down_bad_samples_logged_once_then_recovery(
         down = [r for r in caplog.records if "unavailable" in r.getMessage()]
         assert len(down) == 1 and "cnc-1" in down[0].getMessage()
         await opcua_server.start()
-        await wait_for(lambda: conn.available("cnc-1"), timeout=8)
+        await until(lambda: conn.available("cnc-1"), timeout=8)
         n = len(sink.batches)
-        await wait_for(lambda: len(sink.batches) > n + 1)
+        await until(lambda: len(sink.batches) > n + 1)
         assert sink.batches[-1].column("quality").to_pylist() == [Quality.GOOD] * 3
         up = [r for r in caplog.records if r.getMessage().endswith("is available")]
         assert len(up) == 2  # first connect and the recovery
@@ -216,14 +194,14 @@ async def test_subscription_server_down_goes_bad_and_resubscribes(
     sink = Collector()
     prof = profile(opcua_server.endpoint, POINTS[:2], subscribe=True)
     async with OpcUaConnector("opcua", [prof], sink, backoff=FAST) as conn:
-        await wait_for(lambda: set(sink.latest()) == {"speed", "running"})
+        await until(lambda: set(sink.latest()) == {"speed", "running"})
         await opcua_server.stop()
-        await wait_for(lambda: not conn.available("cnc-1"), timeout=8)
+        await until(lambda: not conn.available("cnc-1"), timeout=8)
         assert {r["quality"] for r in sink.latest().values()} == {Quality.BAD}
         await opcua_server.start()
-        await wait_for(lambda: conn.available("cnc-1"), timeout=8)
+        await until(lambda: conn.available("cnc-1"), timeout=8)
         await opcua_server.set("Spindle.Speed", 99.0)
-        await wait_for(lambda: sink.latest()["speed"]["value"] == 99.0)
+        await until(lambda: sink.latest()["speed"]["value"] == 99.0)
 
 
 async def test_basic256sha256_with_user_password(
@@ -240,7 +218,7 @@ async def test_basic256sha256_with_user_password(
     sink = Collector()
     prof = profile(server.endpoint, POINTS[:2], password="s3cret", **secure)
     async with OpcUaConnector("opcua", [prof], sink, backoff=FAST) as conn:
-        await wait_for(lambda: len(sink.batches) >= 1)
+        await until(lambda: len(sink.batches) >= 1)
         assert sink.latest()["speed"]["value"] == 1200.0
         assert (await conn.write("cnc-1", "speed", 10.0)).success
     # A wrong password is refused, and says so.

@@ -6,20 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pysparkplug as psp
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
-from pysparkplug import _protobuf as psp_pb
 
-from tests.conftest import free_port
+from tests.conftest import free_port, until
+from tests.edge.sparkplug_observer import Observer, decode
 from yugong.core.errors import InvalidInput
 from yugong.edge.buffer import StoreForwardBuffer
 from yugong.edge.connectors.base import WriteResult, WriteStatus
@@ -74,48 +70,6 @@ class Proxy:
         self._conns.clear()
 
 
-class Observer:
-    """A host-side MQTT client recording every message under the group."""
-
-    def __init__(self, broker: tuple[str, int], group: str) -> None:
-        self.messages: list[tuple[str, bytes]] = []
-        self._lock = threading.Lock()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"obs-{uuid.uuid4().hex[:8]}"
-        )
-        self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.connect(*broker)
-        self.client.subscribe(f"spBv1.0/{group}/#", qos=1)
-        self.client.loop_start()
-        assert subscribed.wait(5)
-
-    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.messages.append((msg.topic, bytes(msg.payload)))
-
-    def of(self, kind: str) -> list[tuple[str, bytes]]:
-        with self._lock:
-            return [(t, p) for t, p in self.messages if t.split("/")[2] == kind]
-
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
-
-    def close(self) -> None:
-        self.client.disconnect()  # wakes the network loop, so stopping it is quick
-        self.client.loop_stop()
-
-
-async def until(pred: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := pred():
-            return result
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
-
-
 @pytest.fixture
 def group() -> str:
     return f"yg{uuid.uuid4().hex[:10]}"
@@ -123,16 +77,9 @@ def group() -> str:
 
 @pytest.fixture
 def observer(mosquitto: tuple[str, int], group: str) -> Iterator[Observer]:
-    obs = Observer(mosquitto, group)
+    obs = Observer(*mosquitto, group)
     yield obs
     obs.close()
-
-
-@pytest.fixture
-def buffer(tmp_path: Path) -> Iterator[StoreForwardBuffer]:
-    buf = StoreForwardBuffer(tmp_path / "buf.db", max_bytes=50_000_000, synchronous="normal")
-    yield buf
-    buf.close()
 
 
 @contextlib.asynccontextmanager
@@ -156,21 +103,6 @@ def config(broker: tuple[str, int], group: str, **kw: Any) -> EdgeNodeConfig:
         poll_interval=0.05,
         **kw,
     )
-
-
-def decode(payload: bytes) -> Any:
-    raw = psp_pb.Payload()
-    raw.ParseFromString(payload)
-    return raw
-
-
-def seqs(obs: Observer) -> list[int]:
-    with obs._lock:
-        return [
-            decode(p).seq
-            for t, p in obs.messages
-            if t.split("/")[2] in ("NBIRTH", "DBIRTH", "NDATA", "DDATA")
-        ]
 
 
 async def test_births_then_data(
@@ -204,7 +136,7 @@ async def test_births_then_data(
         ("count", 7, 1000),
     }
     assert [m.value for m in ddata["tank"].metrics] == [3.25]
-    assert seqs(observer) == [0, 1, 2, 3, 4]
+    assert observer.seqs() == [0, 1, 2, 3, 4]
     assert buffer.depth().batches == 0
     # Orderly stop: an NDEATH with the session's bdSeq.
     await until(lambda: observer.of("NDEATH"))
@@ -219,7 +151,7 @@ async def test_seq_wraps_at_255(
     node = EdgeNode(config(mosquitto, group, use_aliases=False), DEVICES, buffer)
     async with running(node):
         await until(lambda: len(observer.of("DDATA")) == 300)
-    got = seqs(observer)
+    got = observer.seqs()
     assert got == [i % 256 for i in range(len(got))]  # NBIRTH 0, 2 DBIRTHs, 300 DDATA
     assert len(got) == 303 and got[256] == 0
     values = [psp.DData.decode(p).metrics[0].value for _, p in observer.of("DDATA")]
@@ -296,7 +228,7 @@ async def test_rebirth_on_ncmd(
         await until(lambda: observer.of("DDATA"))
     nbirths = [psp.NBirth.decode(p) for _, p in observer.of("NBIRTH")]
     assert [(b.seq, b.metrics[0].value) for b in nbirths] == [(0, 0), (0, 0)]  # same session
-    assert seqs(observer) == [0, 1, 2, 0, 1, 2, 3]
+    assert observer.seqs() == [0, 1, 2, 0, 1, 2, 3]
 
 
 async def test_dcmd_writes_and_reports(

@@ -16,14 +16,11 @@ import datetime as dt
 import getpass
 import ipaddress
 import logging
-import os
-import signal
 import ssl
 import subprocess
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +32,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from paho.mqtt.enums import CallbackAPIVersion
-from pysparkplug import _protobuf as psp_pb
 
-from tests.conftest import free_port, reachable
+from tests.conftest import MOSQUITTO_BIN, PrivateMosquitto, need_programs, until
+from tests.edge.sparkplug_observer import Observer, decode
 from yugong.core.errors import InvalidInput
 from yugong.edge.buffer import StoreForwardBuffer
 from yugong.edge.config import load_config
@@ -48,7 +44,6 @@ from yugong.edge.uplink import EdgeNode, SparkplugUplink, from_gateway
 
 pytestmark = pytest.mark.timeout(60)
 
-MOSQUITTO = "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
 USER, PASSWORD = "edge-gw", "s3cret-Pass"
 UPLINK_LOGGER = "yugong.edge.uplink"
@@ -165,74 +160,42 @@ def pki(tmp_path: Path) -> Pki:
 
 
 # --------------------------------------------------------------------------- the broker
-class TlsBroker:
+def tls_broker(folder: Path, pki: Pki) -> PrivateMosquitto:
     """Mosquitto with one TLS listener: client certificate and password both required."""
-
-    def __init__(self, folder: Path, pki: Pki) -> None:
-        self.port = free_port()
-        self.folder = folder
-        self.passwords = folder / "passwd"
-        subprocess.run(
-            [MOSQUITTO_PASSWD, "-b", "-c", str(self.passwords), USER, PASSWORD],
-            check=True,
-            capture_output=True,
-            timeout=20,
-        )
-        self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(
-            "\n".join(
-                [
-                    f"user {getpass.getuser()}",  # as root: stay root, read tmp_path
-                    f"listener {self.port} 127.0.0.1",
-                    f"cafile {pki.ca.path}",
-                    f"certfile {pki.server.cert}",
-                    f"keyfile {pki.server.key}",
-                    "tls_version tlsv1.2",  # 1.2 or newer
-                    "require_certificate true",
-                    "use_identity_as_username false",
-                    f"password_file {self.passwords}",
-                    "allow_anonymous false",
-                    "persistence false",
-                    "log_dest stderr",
-                    "log_type error",
-                    "log_type warning",
-                    "log_type notice",
-                    "log_type information",
-                    "",
-                ]
-            )
-        )
-        self.log = folder / "mosquitto.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 10.0) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [MOSQUITTO, "-c", str(self.conf)], stdout=out, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + timeout
-        while not reachable("127.0.0.1", self.port, timeout=0.2):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"mosquitto did not start: {self.log.read_text()}")
-            time.sleep(0.02)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-        self.proc = None
+    passwords = folder / "passwd"
+    subprocess.run(
+        [MOSQUITTO_PASSWD, "-b", "-c", str(passwords), USER, PASSWORD],
+        check=True,
+        capture_output=True,
+        timeout=20,
+    )
+    return PrivateMosquitto(
+        folder,
+        [
+            f"user {getpass.getuser()}",  # as root: stay root, read tmp_path
+            f"cafile {pki.ca.path}",
+            f"certfile {pki.server.cert}",
+            f"keyfile {pki.server.key}",
+            "tls_version tlsv1.2",  # 1.2 or newer
+            "require_certificate true",
+            "use_identity_as_username false",
+            f"password_file {passwords}",
+            "allow_anonymous false",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+        ],
+    )
 
 
 @pytest.fixture
-def broker(tmp_path: Path, pki: Pki) -> Iterator[TlsBroker]:
-    if not (os.access(MOSQUITTO, os.X_OK) and os.access(MOSQUITTO_PASSWD, os.X_OK)):
-        message = f"{MOSQUITTO} and {MOSQUITTO_PASSWD} are needed"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message + " (CI=true: a missing service fails the run)")
-        pytest.skip(message)
+def broker(tmp_path: Path, pki: Pki) -> Iterator[PrivateMosquitto]:
+    need_programs(MOSQUITTO_BIN, MOSQUITTO_PASSWD)
     folder = tmp_path / "broker"
     folder.mkdir()
-    b = TlsBroker(folder, pki)
+    b = tls_broker(folder, pki)
     try:
         b.start()
         yield b
@@ -241,80 +204,30 @@ def broker(tmp_path: Path, pki: Pki) -> Iterator[TlsBroker]:
 
 
 # --------------------------------------------------------------------------- observing
-class Observer:
-    """A host-side client over TLS (our CA, a client certificate, the password) recording
-    every message of the group."""
-
-    def __init__(self, port: int, pki: Pki, group: str) -> None:
-        self.messages: list[tuple[str, bytes]] = []
-        self._lock = threading.Lock()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"obs-{uuid.uuid4().hex[:8]}"
-        )
-        self.client.username_pw_set(USER, PASSWORD)
-        self.client.tls_set(
-            ca_certs=str(pki.ca.path),
-            certfile=str(pki.client.cert),
-            keyfile=str(pki.client.key),
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
-        self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe(f"spBv1.0/{group}/#", qos=1)
-        self.client.loop_start()
-        assert subscribed.wait(5), "the observer could not subscribe over TLS"
-        sock = self.client.socket()
-        assert isinstance(sock, ssl.SSLSocket) and sock.version() in ("TLSv1.2", "TLSv1.3")
-
-    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.messages.append((msg.topic, bytes(msg.payload)))
-
-    def of(self, kind: str) -> list[tuple[str, bytes]]:
-        with self._lock:
-            return [(t, p) for t, p in self.messages if t.split("/")[2] == kind]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 @pytest.fixture
 def group() -> str:
     return f"tls{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture
-def observer(broker: TlsBroker, pki: Pki, group: str) -> Iterator[Observer]:
-    obs = Observer(broker.port, pki, group)
+def observer(broker: PrivateMosquitto, pki: Pki, group: str) -> Iterator[Observer]:
+    """A host-side client over TLS (our CA, a client certificate, the password)."""
+    obs = Observer(
+        "127.0.0.1",
+        broker.port,
+        group,
+        username=USER,
+        password=PASSWORD,
+        ca_file=pki.ca.path,
+        cert_file=pki.client.cert,
+        key_file=pki.client.key,
+    )
     try:
+        sock = obs.client.socket()
+        assert isinstance(sock, ssl.SSLSocket) and sock.version() in ("TLSv1.2", "TLSv1.3")
         yield obs
     finally:
         obs.close()
-
-
-@pytest.fixture
-def buffer(tmp_path: Path) -> Iterator[StoreForwardBuffer]:
-    buf = StoreForwardBuffer(tmp_path / "buf.db", max_bytes=50_000_000, synchronous="normal")
-    yield buf
-    buf.close()
-
-
-async def until(pred: Callable[[], Any], what: str, timeout: float = 8.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := pred():
-            return result
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"not in {timeout}s: {what}")
-
-
-def decode(payload: bytes) -> Any:
-    raw = psp_pb.Payload()
-    raw.ParseFromString(payload)
-    return raw
 
 
 # --------------------------------------------------------------------------- the gateway side
@@ -381,7 +294,7 @@ async def running(uplink: SparkplugUplink, buffer: StoreForwardBuffer) -> AsyncI
 async def test_births_and_data_over_tls_with_client_credentials(
     tmp_path: Path,
     pki: Pki,
-    broker: TlsBroker,
+    broker: PrivateMosquitto,
     observer: Observer,
     group: str,
     buffer: StoreForwardBuffer,
@@ -460,7 +373,7 @@ async def test_refused_links_log_clearly_and_keep_retrying(
     broker_says: str,
     tmp_path: Path,
     pki: Pki,
-    broker: TlsBroker,
+    broker: PrivateMosquitto,
     observer: Observer,
     group: str,
     buffer: StoreForwardBuffer,
