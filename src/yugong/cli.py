@@ -48,13 +48,22 @@ def cmd_server(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _announce(settings: Settings, platform: Any) -> None:
-    url = f"http://{settings.http_host}:{settings.http_port}"
+    from yugong.security.pki import tls_files
+    from yugong.server import http_url
+
+    url = http_url(settings)
     print(f"\nYugong {__version__} is running.")
     print(f"  Console / API docs: {url}/   {url}/docs")
     if platform.mqtt_address:
         print(f"  MQTT (embedded):    mqtt://{platform.mqtt_address[0]}:{platform.mqtt_address[1]}")
     elif settings.mqtt_url:
         print(f"  MQTT (external):    {settings.mqtt_url.split('@')[-1]}")
+    tls_address = getattr(platform, "mqtt_tls_address", None)
+    if tls_address:
+        print(f"  MQTT over TLS:      mqtts://{tls_address[0]}:{tls_address[1]}")
+    files = tls_files(settings)
+    if files is not None:
+        print(f"  TLS certificate:    {files.cert_file}   (clients trust the CA that issued it)")
     password_file = settings.data_dir / "initial-admin-password"
     if platform.generated_admin_password:
         print(
@@ -96,7 +105,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
     configure_logging(args.log_level)
     overrides: dict[str, Any] = {}
-    for key in ("http_port", "mqtt_port"):
+    for key in ("http_port", "mqtt_port", "mqtt_tls_port"):
         port = getattr(settings, key)
         if not _port_free(settings.http_host if key == "http_port" else settings.mqtt_host, port):
             overrides[key] = _free_port("127.0.0.1")
@@ -104,6 +113,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     if settings.mqtt_url:
         overrides["mqtt_url"] = None  # the demo plant publishes to the embedded broker
     settings = settings.model_copy(update=overrides)
+    # The demo runs with TLS on: a platform CA and server certificate under data_dir.
+    from yugong.security.pki import client_ssl_context, ensure_pki, pki_paths
+
+    tls_files = ensure_pki(settings)
+    ca_file = tls_files.ca_file or pki_paths(settings.data_dir).ca_cert
 
     # The factory floor behind the edge gateway: Modbus PLCs and OPC UA CNCs, own process.
     factory = FactoryProcess(make_layout(pumps=3, motors=2, meters=2, cncs=2))
@@ -124,13 +138,16 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             )
         print("  Stop with Ctrl+C.\n")
         sys.stdout.flush()
-        assert platform.mqtt_address is not None
+        assert platform.mqtt_address or platform.mqtt_tls_address
         await asyncio.to_thread(factory.start)
         buffer = settings.data_dir / "demo-edge-buffer.sqlite"
+        tls = None
+        host, port = platform.mqtt_address or platform.mqtt_tls_address
+        if platform.mqtt_tls_address and ca_file.exists():  # else: the plain port
+            tls = client_ssl_context(ca_file)
+            host, port = platform.mqtt_tls_address
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(
-                run_plant(platform.mqtt_address[0], platform.mqtt_address[1], devices)
-            )
+            tasks.create_task(run_plant(host, port, devices, tls=tls))
             tasks.create_task(run_edge(platform, factory.layout, buffer))
 
     try:
@@ -332,6 +349,14 @@ def build_parser() -> argparse.ArgumentParser:
     from yugong.edge.cli import add_edge_commands
 
     add_edge_commands(sub, add)
+
+    from yugong.cli_audit import add_audit_commands
+
+    add_audit_commands(sub, add)
+
+    from yugong.cli_certs import add_certs_commands
+
+    add_certs_commands(sub, add)
 
     product = sub.add_parser("product", help="products").add_subparsers(dest="p", required=True)
     pi = add(product, "import", cmd_product_import, "create or update a product from TSL JSON")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -16,8 +18,10 @@ import uvicorn
 from yugong.api.app import create_app
 from yugong.core.settings import Settings
 from yugong.platform.runtime import Platform
+from yugong.security.pki import CertReloader, inspect, server_ssl_context, tls_files
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 AfterStart = Callable[[Platform], Coroutine[Any, Any, None]]
 
 
@@ -38,6 +42,71 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+class _Config(uvicorn.Config):
+    """uvicorn's config serving our own SSLContext: TLS 1.2+ only, and one live context
+    that a certificate rotation reloads in place."""
+
+    context: ssl.SSLContext | None = None
+
+    def load(self) -> None:
+        super().load()
+        if self.context is not None:
+            self.ssl = self.context
+
+
+def http_url(settings: Settings) -> str:
+    """The server's base URL: https:// when TLS files are configured or made by certs init."""
+    scheme = "https" if tls_files(settings) is not None else "http"
+    return f"{scheme}://{settings.http_host}:{settings.http_port}"
+
+
+def _uvicorn_config(app: Any, settings: Settings) -> tuple[_Config, CertReloader | None]:
+    files = tls_files(settings)
+    config = _Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        lifespan="on",
+        access_log=False,
+        ssl_certfile=files.cert_file if files else None,
+        ssl_keyfile=files.key_file if files else None,
+    )
+    if files is None:
+        return config, None
+    cert = inspect(files.cert_file)
+    if cert.expired or cert.days_left < 30:
+        log.warning(
+            "TLS certificate %s %s %s: run `yugong certs rotate`",
+            files.cert_file,
+            "expired on" if cert.expired else "expires on",
+            f"{cert.not_after:%Y-%m-%d}",
+        )
+    # HTTPS asks no client certificate (people sign in); devices present theirs over MQTT.
+    config.context = server_ssl_context(files.cert_file, files.key_file)
+    return config, CertReloader(config.context, files.cert_file, files.key_file)
+
+
+def _watch(reloader: CertReloader | None, platform: Platform) -> asyncio.Task[None] | None:
+    """Reload rotated certificate files periodically and on SIGHUP (main thread only), into
+    the HTTPS context and the embedded broker's MQTT over TLS context alike."""
+    if reloader is None:
+        return None
+    broker_context = getattr(getattr(platform, "_broker", None), "ssl_context", None)
+    if isinstance(broker_context, ssl.SSLContext):
+        tls = tls_files(platform.settings)
+        if tls is not None and (tls.cert_file, tls.key_file) == (
+            reloader.cert_file,
+            reloader.key_file,
+        ):
+            reloader.add(broker_context)
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGHUP, lambda: reloader.check(force=True)
+        )
+    return asyncio.create_task(reloader.watch())
+
+
 async def _end(job: asyncio.Task[None] | None) -> None:
     if job is not None and not job.done():
         job.cancel()
@@ -48,14 +117,7 @@ async def _end(job: asyncio.Task[None] | None) -> None:
 async def serve(settings: Settings, after_start: AfterStart | None = None) -> None:
     platform = Platform(settings)
     app = create_app(settings, platform)
-    config = uvicorn.Config(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        lifespan="on",
-        access_log=False,
-    )
+    config, reloader = _uvicorn_config(app, settings)
     server = _Server(config)
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
@@ -70,9 +132,11 @@ async def serve(settings: Settings, after_start: AfterStart | None = None) -> No
         raise SystemExit(1)
     if after_start is not None:
         server.job = asyncio.create_task(after_start(platform))
+    watcher = _watch(reloader, platform)
     try:
         await serving
     finally:
+        await _end(watcher)
         await _end(server.job)
 
 
@@ -83,7 +147,8 @@ class BackgroundServer:
     def __init__(self, settings: Settings, *, start_timeout_s: float = 60.0) -> None:
         self.settings = settings
         self.platform = Platform(settings)
-        self.url = f"http://{settings.http_host}:{settings.http_port}"
+        self.url = http_url(settings)
+        self.reloader: CertReloader | None = None
         self._timeout = start_timeout_s
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -92,20 +157,22 @@ class BackgroundServer:
 
     def __enter__(self) -> BackgroundServer:
         self.app = create_app(self.settings, self.platform)
-        config = uvicorn.Config(
-            self.app,
-            host=self.settings.http_host,
-            port=self.settings.http_port,
-            log_config=None,
-            lifespan="on",
-            access_log=False,
-        )
+        config, self.reloader = _uvicorn_config(self.app, self.settings)
         self._server = uvicorn.Server(config)
         # uvicorn installs no signal handlers outside the main thread.
 
         async def serve() -> None:
             self.loop = asyncio.get_running_loop()
-            await self._server.serve()  # type: ignore[union-attr]
+            server = self._server
+            assert server is not None
+            serving = asyncio.create_task(server.serve())
+            while not server.started and not serving.done():  # noqa: ASYNC110 - no event
+                await asyncio.sleep(0.02)
+            watcher = _watch(self.reloader, self.platform) if server.started else None
+            try:
+                await serving
+            finally:
+                await _end(watcher)
 
         def run() -> None:
             try:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyotp
 import pytest
 from argon2 import PasswordHasher
 from argon2.profiles import CHEAPEST
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from yugong.api import problems
 from yugong.api.routers import apikeys, auth, users
@@ -18,6 +22,8 @@ from yugong.infra.db import Database
 from yugong.infra.migrate import upgrade
 from yugong.platform.registry.models import Tenant
 from yugong.security.bootstrap import ensure_platform_admin
+from yugong.security.context import RequestContextMiddleware
+from yugong.security.models import ApiKey, SecurityEvent
 from yugong.security.passwords import Passwords
 from yugong.security.principal import SYSTEM, Role
 from yugong.security.service import Security
@@ -43,6 +49,7 @@ def app(tmp_path: Path) -> Iterator[FastAPI]:
                 SYSTEM, username=f"{prefix}-{role.value}", password=PW, role=role, tenant_id=tenant
             )
     application = FastAPI()
+    application.add_middleware(RequestContextMiddleware)
     problems.install(application)
     for module in (auth, users, apikeys):
         application.include_router(module.router, prefix=API)
@@ -298,3 +305,163 @@ def test_openapi_declares_the_auth_schemes(client: TestClient) -> None:
     schemes = schema["components"]["securitySchemes"]
     assert {s["type"] for s in schemes.values()} >= {"http", "apiKey"}
     assert schema["paths"]["/api/v1/auth/me"]["get"]["security"]
+
+
+# Lockout, TOTP, sessions -------------------------------------------------------------------
+
+
+def user_id(client: TestClient, username: str) -> int:
+    users = client.get(f"{API}/users", headers=as_user(client, "a-tenant_admin")).json()
+    return next(u["id"] for u in users if u["username"] == username)
+
+
+def totp_code(secret: str, ahead: int = 0) -> str:
+    return pyotp.TOTP(secret).at(time.time() + 30 * ahead)
+
+
+def test_lockout_over_http(client: TestClient, app: FastAPI) -> None:
+    uid = user_id(client, "a-viewer")
+    admin = as_user(client, "a-tenant_admin")
+    for name in ("a-viewer", "ghost"):
+        for _ in range(5):
+            r = client.post(f"{API}/auth/login", json={"username": name, "password": "nope"})
+            assert assert_problem(r, 401)["detail"] == "invalid username or password"
+    answers = [
+        client.post(f"{API}/auth/login", json={"username": name, "password": PW})
+        for name in ("a-viewer", "ghost")
+    ]
+    bodies = [assert_problem(r, 429) for r in answers]
+    for r, body in zip(answers, bodies, strict=True):
+        assert 1 <= int(r.headers["retry-after"]) <= 30
+        assert body["retry_after"] == int(r.headers["retry-after"])
+    assert bodies[0] == bodies[1]  # an existing and an unknown name read the same
+    assert client.get(f"{API}/users/{uid}", headers=admin).json()["locked_until"] is not None
+    r = client.post(f"{API}/users/{uid}/unlock", headers=as_user(client, "a-app_developer"))
+    assert_problem(r, 403)
+    r = client.post(f"{API}/users/{uid}/unlock", headers=as_user(client, "b-tenant_admin"))
+    assert_problem(r, 404)
+    r = client.post(f"{API}/users/{uid}/unlock", headers=admin)
+    assert r.status_code == 200 and r.json()["locked_until"] is None
+    login(client, "a-viewer")
+    with app.state.db.session() as s:
+        rows = s.scalars(select(SecurityEvent).where(SecurityEvent.kind == "login_failed")).all()
+    assert {(e.subject, e.source_ip) for e in rows} == {
+        ("a-viewer", "testclient"),
+        ("ghost", "testclient"),
+    }
+
+
+def test_totp_over_http(client: TestClient) -> None:
+    tokens = login(client, "a-viewer")
+    h = bearer(tokens["access_token"])
+    assert client.get(f"{API}/auth/me", headers=h).json()["totp_enabled"] is False
+    setup = client.post(f"{API}/auth/totp/setup", headers=h).json()
+    assert setup["uri"].startswith("otpauth://totp/") and "issuer=Yugong" in setup["uri"]
+    secret = setup["secret"]
+    r = client.post(f"{API}/auth/totp/enable", headers=h, json={"code": "000000"})
+    if totp_code(secret) != "000000":
+        assert assert_problem(r, 422)["errors"][0]["loc"] == "code"
+    r = client.post(f"{API}/auth/totp/enable", headers=h, json={"code": totp_code(secret)})
+    assert r.status_code == 200 and r.json() == {"totp_enabled": True}
+    assert client.get(f"{API}/auth/me", headers=h).json()["totp_enabled"] is True
+
+    r = client.post(f"{API}/auth/login", json={"username": "a-viewer", "password": PW})
+    body = assert_problem(r, 401)
+    assert body["second_factor"] == "totp" and "second factor" in body["detail"]
+    code = totp_code(secret, ahead=1)
+    r = client.post(
+        f"{API}/auth/login", json={"username": "a-viewer", "password": PW, "totp": code}
+    )
+    assert r.status_code == 200, r.text
+    r = client.post(
+        f"{API}/auth/login", json={"username": "a-viewer", "password": PW, "totp": code}
+    )
+    assert assert_problem(r, 401)["second_factor"] == "totp"  # a code works once
+    # the OAuth2 form takes the code as an extra field
+    r = client.post(
+        f"{API}/auth/token",
+        data={"username": "a-viewer", "password": PW, "totp": totp_code(secret, ahead=-1)},
+    )
+    assert_problem(r, 401)  # older than the code already used: a replay too
+
+    # an admin resets it (a lost phone); the user signs in with the password alone
+    uid = user_id(client, "a-viewer")
+    assert_problem(
+        client.post(f"{API}/users/{uid}/totp:reset", headers=as_user(client, "b-tenant_admin")),
+        404,
+    )
+    r = client.post(f"{API}/users/{uid}/totp:reset", headers=as_user(client, "a-tenant_admin"))
+    assert r.status_code == 200 and r.json()["totp_enabled"] is False
+    h = bearer(login(client, "a-viewer")["access_token"])
+
+    # and the user may turn it on and off again
+    secret = client.post(f"{API}/auth/totp/setup", headers=h).json()["secret"]
+    client.post(f"{API}/auth/totp/enable", headers=h, json={"code": totp_code(secret)})
+    r = client.post(
+        f"{API}/auth/totp/disable",
+        headers=h,
+        json={"password": "wrong password", "code": totp_code(secret, ahead=1)},
+    )
+    assert assert_problem(r, 422)["errors"][0]["loc"] == "password"
+    r = client.post(
+        f"{API}/auth/totp/disable",
+        headers=h,
+        json={"password": PW, "code": totp_code(secret, ahead=1)},
+    )
+    assert r.status_code == 200 and r.json() == {"totp_enabled": False}
+    login(client, "a-viewer")
+
+
+def test_sessions_over_http(client: TestClient) -> None:
+    first, second = login(client, "a-viewer"), login(client, "a-viewer")
+    h = bearer(second["access_token"])
+    listed = client.get(f"{API}/auth/sessions", headers=h).json()
+    assert len(listed) == 2 and {"id", "started_at", "refreshed_at", "expires_at"} <= set(listed[0])
+    assert listed[0]["started_at"] >= listed[1]["started_at"]  # newest first
+    others = [s for s in listed if s["id"] != listed[0]["id"]]
+    r = client.delete(f"{API}/auth/sessions/{others[0]['id']}", headers=h)
+    assert r.status_code == 204
+    assert_problem(client.delete(f"{API}/auth/sessions/{others[0]['id']}", headers=h), 404)
+    refused = [
+        client.post(f"{API}/auth/refresh", json={"refresh_token": t["refresh_token"]})
+        for t in (first, second)
+    ]
+    assert sorted(r.status_code for r in refused) == [200, 401]  # only the ended one fails
+    assert len(client.get(f"{API}/auth/sessions", headers=h).json()) == 1
+
+    # an admin ends all of them
+    fresh = login(client, "a-viewer")
+    uid = user_id(client, "a-viewer")
+    url = f"{API}/users/{uid}/sessions:revoke"
+    assert_problem(client.post(url, headers=as_user(client, "a-app_developer")), 403)
+    assert_problem(client.post(url, headers=as_user(client, "b-tenant_admin")), 404)
+    assert client.post(url, headers=as_user(client, "a-tenant_admin")).status_code == 204
+    r = client.post(f"{API}/auth/refresh", json={"refresh_token": fresh["refresh_token"]})
+    assert_problem(r, 401)
+    assert client.get(f"{API}/auth/sessions", headers=h).json() == []
+    # access tokens already issued stay valid until they expire (documented)
+    assert client.get(f"{API}/auth/me", headers=h).status_code == 200
+
+
+def test_api_key_expiry_and_revoked_listing(client: TestClient, app: FastAPI) -> None:
+    h = as_user(client, "a-app_developer")
+    soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    created = client.post(
+        f"{API}/apikeys", headers=h, json={"name": "short", "role": "viewer", "expires_at": soon}
+    ).json()
+    kh = {"X-API-Key": created["key"]}
+    assert client.get(f"{API}/auth/me", headers=kh).status_code == 200
+    with app.state.db.session() as s:
+        s.get_one(ApiKey, created["id"]).expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    assert "expired" in assert_problem(client.get(f"{API}/auth/me", headers=kh), 401)["detail"]
+    other = client.post(f"{API}/apikeys", headers=h, json={"name": "gone"}).json()
+    client.delete(f"{API}/apikeys/{other['id']}", headers=h)
+    assert_problem(client.get(f"{API}/auth/me", headers={"X-API-Key": other["key"]}), 401)
+    live = client.get(f"{API}/apikeys", headers=h).json()
+    assert [k["name"] for k in live] == ["short"]  # revoked keys are hidden by default
+    assert live[0]["last_used_at"] is not None
+    every = client.get(f"{API}/apikeys", headers=h, params={"include_revoked": True}).json()
+    assert {k["name"]: k["revoked_at"] is not None for k in every} == {
+        "short": False,
+        "gone": True,
+    }

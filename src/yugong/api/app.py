@@ -10,7 +10,10 @@ from fastapi.responses import HTMLResponse
 
 from yugong import __version__
 from yugong.api import problems
+from yugong.api import static as static_assets
+from yugong.api.blocking import BlockedAddresses
 from yugong.api.limits import BodySizeLimit
+from yugong.api.ratelimit import ApiRateLimit
 from yugong.api.routers import (
     apikeys,
     assets,
@@ -19,9 +22,12 @@ from yugong.api.routers import (
     ingest,
     products,
     query,
+    security,
+    tenant_profiles,
     tenants,
     users,
 )
+from yugong.api.security_headers import SecurityHeaders
 from yugong.core.settings import Settings, load_settings
 from yugong.platform.commands import install_commands
 from yugong.platform.runtime import Platform
@@ -43,6 +49,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         state.settings = settings
         state.db = platform.db
         state.security = platform.security
+        state.integrity = platform.integrity
         state.registry = platform.registry
         state.directory = platform.directory
         state.store = platform.store
@@ -66,11 +73,17 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     )
     problems.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
-    app.add_middleware(RequestContextMiddleware)  # outermost: every request has a context
+    app.add_middleware(ApiRateLimit, platform=platform)  # per tenant, inside the context
+    app.add_middleware(BlockedAddresses)  # refuse blocked source addresses early
+    app.add_middleware(RequestContextMiddleware)  # every request has a context
+    app.add_middleware(SecurityHeaders)  # outermost: on every answer, refusals too
 
     for module in (auth, users, apikeys, tenants, assets, products, devices, query):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(tenant_profiles.router, prefix=API_PREFIX)
     install_commands(app, platform)
+    app.include_router(security.router, prefix=API_PREFIX)  # audit, events, blocks
+    app.include_router(static_assets.router)  # web assets, integrity-checked
 
     @app.get(f"{API_PREFIX}/health", tags=["system"], summary="Liveness and version")
     async def health() -> dict[str, str]:

@@ -72,6 +72,13 @@ def current_principal(
         raise Unauthorized("send either Authorization or X-API-Key, not both")
     credential = bearer.credentials if bearer is not None else api_key
     if not credential:
+        # The browser console's cookie session; unsafe methods must carry the CSRF token.
+        from yugong.api.csrf import SESSION_COOKIE, check_csrf
+
+        credential = request.cookies.get(SESSION_COOKIE)
+        if credential:
+            check_csrf(request, security.settings.signing_key(), credential)
+    if not credential:
         raise Unauthorized("authentication required")
     principal = security.authenticate(credential)
     request.state.principal = principal

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from yugong.core.errors import Unauthorized, YugongError
@@ -69,6 +70,19 @@ def install(app: FastAPI) -> None:
             str(exc.detail),
             request.url.path,
             dict(exc.headers) if exc.headers else None,
+        )
+
+    # An id or number past what the database column holds (e.g. user_id=2**70): the
+    # request is wrong, not the server. SQLite raises OverflowError, PostgreSQL DataError.
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
+        log.info("out-of-range value on %s %s: %s", request.method, request.url.path, exc)
+        return problem(
+            422,
+            "Invalid input",
+            "a number in the request is out of range for the stored value it refers to",
+            request.url.path,
         )
 
     @app.exception_handler(Exception)

@@ -156,11 +156,30 @@ class Settings(BaseSettings):
     block_duration_s: float = Field(
         900.0, gt=0, description="How long an offending address or device stays blocked."
     )
+    block_loopback: bool = Field(
+        False,
+        description="Also block loopback addresses (127.0.0.1, ::1); off so that nobody on "
+        "the machine itself (an operator, a local reverse proxy) is locked out.",
+    )
     malformed_flood_per_min: int = Field(
         100, ge=1, description="Malformed messages a minute from one device: an event, a block."
     )
     integrity_check_interval_s: float = Field(
         300.0, ge=0, description="Seconds between checks of code and web assets (0: off)."
+    )
+
+    # Tenant quotas (the limits themselves are in tenant profiles)
+    quota_burst_s: float = Field(
+        1.0, gt=0, description="Rate limits allow bursts of this many seconds' worth."
+    )
+    quota_disconnect_after_s: int = Field(
+        5,
+        ge=0,
+        description="An MQTT device over its rate limit in every second for this long is "
+        "disconnected (reason 0x96; 0: never).",
+    )
+    quota_storage_check_s: float = Field(
+        60.0, gt=0, description="Seconds between measurements of each tenant's stored bytes."
     )
 
     @field_validator("mqtt_url")

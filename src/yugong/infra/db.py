@@ -89,5 +89,10 @@ class Database:
                 s.rollback()
                 raise
 
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """The session factory, for session event listeners (e.g. the audit hooks)."""
+        return self._factory
+
     def dispose(self) -> None:
         self.engine.dispose()

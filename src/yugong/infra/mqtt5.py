@@ -13,7 +13,14 @@ amqtt (on a loopback port) per client. It reads the client's CONNECT and then ei
 
 A malformed or oversized packet closes that connection only. ``peers`` maps the local port
 of each connection to amqtt to the client's real address, so the broker's plugins (which
-only see the loopback hop) can name the device's IP.
+only see the loopback hop) can name the device's IP; ``certs`` maps it to the DER of the
+client certificate a TLS client presented.
+
+With an SSL context the front terminates TLS itself (the handshake runs after accept, so a
+refused certificate is reported with the client's address). ``acl`` lets the front refuse
+an MQTT 5 client's PUBLISH with a reason code (PUBACK/PUBREC 0x87, not authorized) instead
+of passing it on; a refused subscription comes back from the broker as 0x80, which is a
+failure code in MQTT 5 too.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +49,7 @@ MALFORMED = 0x81
 PROTOCOL_ERROR = 0x82
 UNSUPPORTED_VERSION = 0x84
 BAD_AUTH_METHOD = 0x8C
+NOT_AUTHORIZED = 0x87
 TOPIC_ALIAS_INVALID = 0x94
 PACKET_TOO_LARGE = 0x95
 DISCONNECT_WITH_WILL = 0x04
@@ -235,12 +244,18 @@ class Scanner:
         return n
 
 
+Acl = Callable[[str], bool]  # may this connection publish to the topic?
+
+
 @dataclass
 class V5Translator:
     """Per-connection state of an MQTT 5 client spoken to a 3.1.1 broker."""
 
     aliases: dict[int, bytes] = field(default_factory=dict)
     unsubscribes: dict[int, int] = field(default_factory=dict)  # packet id -> filters
+    may_publish: Acl | None = None
+    replies: list[bytes] = field(default_factory=list)  # answers the front gives itself
+    refused_qos2: set[bytes] = field(default_factory=set)  # ids answered with a failed PUBREC
 
     @staticmethod
     def connect(body: bytes) -> bytes:
@@ -284,6 +299,12 @@ class V5Translator:
         if kind in (PUBACK, PUBREC, PUBREL, PUBCOMP):
             if len(body) < 2:
                 raise MalformedPacket("acknowledgement without packet id")
+            if kind == PUBREL and body[:2] in self.refused_qos2:
+                # Some clients release a message refused in PUBREC anyway: complete it
+                # here, the broker never saw it.
+                self.refused_qos2.discard(body[:2])
+                self.replies.append(bytes([0x70, 2]) + body[:2])
+                return b""
             return bytes([first, 2]) + body[:2]
         if kind == SUBSCRIBE:
             _, pos = _properties(body, 2)
@@ -327,6 +348,8 @@ class V5Translator:
         if at >= len(body):
             raise MalformedPacket("PUBLISH too short")
         if body[at] == 0:  # no properties: the common case
+            if not self._may_publish(first, body[:at]):
+                return b""
             return packet(first, body[:at] + body[at + 1 :])
         props, payload_at = _properties(body, at)
         alias = props.get(TOPIC_ALIAS)
@@ -340,7 +363,30 @@ class V5Translator:
                 head = self.aliases[alias] + body[topic_end:at]
             else:
                 raise MalformedPacket(f"topic alias {alias} is unknown", PROTOCOL_ERROR)
+        if not self._may_publish(first, head):
+            return b""
         return packet(first, head + body[payload_at:])
+
+    def _may_publish(self, first: int, head: bytes) -> bool:
+        """Ask the ACL; a refused QoS 1/2 message is answered here with 0x87 and not
+        passed on (a QoS 0 one is dropped)."""
+        if self.may_publish is None:
+            return True
+        end = _field(head, 0)
+        try:
+            topic = head[2:end].decode()
+        except UnicodeDecodeError as exc:
+            raise MalformedPacket("topic is not UTF-8") from exc
+        if self.may_publish(topic):
+            return True
+        qos = (first >> 1) & 0x03
+        if qos:
+            ack = 0x40 if qos == 1 else 0x50  # PUBACK / PUBREC
+            packet_id = head[end : end + 2]
+            self.replies.append(bytes([ack, 4]) + packet_id + bytes([NOT_AUTHORIZED, 0]))
+            if qos == 2 and len(self.refused_qos2) < 65_536:
+                self.refused_qos2.add(packet_id)
+        return False
 
     def from_broker(self, first: int, body: bytes) -> bytes:
         kind = first >> 4
@@ -354,7 +400,7 @@ class V5Translator:
             if reason:
                 raise _ConnackRefused(bytes([0x20, 3, body[0], reason, 0]))
             return bytes([0x20, 3, body[0], 0, 0])
-        if kind == SUBACK:
+        if kind == SUBACK:  # a refused filter's 0x80 is a v5 failure code as it is
             return packet(first, body[:2] + b"\x00" + body[2:])
         if kind == UNSUBACK:
             filters = self.unsubscribes.pop(_u16(body, 0), 1)
@@ -382,6 +428,7 @@ def _translate(
 
 
 Refused = Callable[[str, str, str], None]  # (reason, client address, detail)
+PortAcl = Callable[[int, str], bool]  # (local port towards amqtt, topic) -> may publish
 Pump = Coroutine[Any, Any, bool]
 
 
@@ -398,6 +445,10 @@ class MqttFront:
         on_refused: Refused | None = None,
         levels: dict[int, int] | None = None,
         connect_timeout_s: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
+        peers: dict[int, str] | None = None,
+        certs: dict[int, bytes] | None = None,
+        acl: PortAcl | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -406,12 +457,20 @@ class MqttFront:
         self.on_refused = on_refused or (lambda reason, peer, detail: None)
         self.connect_timeout_s = connect_timeout_s
         self.levels = levels if levels is not None else {}  # protocol level -> connections
-        self.peers: dict[int, str] = {}  # local port towards amqtt -> "client-ip:port"
+        self.ssl_context = ssl_context
+        self.acl = acl
+        # local port towards amqtt -> "client-ip:port" / the client certificate's DER
+        self.peers: dict[int, str] = peers if peers is not None else {}
+        self.certs: dict[int, bytes] = certs if certs is not None else {}
+        # local port towards amqtt -> (client writer, protocol level), for disconnect()
+        self.clients: dict[int, tuple[asyncio.StreamWriter, int]] = {}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, self.host, self.port)
+        if self.port == 0:  # tests ask for any free port
+            self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -422,6 +481,18 @@ class MqttFront:
             await self._server.wait_closed()
             self._server = None
 
+    def disconnect(self, local_port: int, reason: int) -> bool:
+        """Close the client behind ``local_port`` (its connection to amqtt); an MQTT 5
+        client is sent DISCONNECT with ``reason`` first. False if it is not ours."""
+        entry = self.clients.pop(local_port, None)
+        if entry is None:
+            return False
+        writer, level = entry
+        if level == 5:
+            writer.write(packet(0xE0, bytes([reason, 0])))
+        writer.close()
+        return True
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -429,7 +500,9 @@ class MqttFront:
         peername = writer.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if peername else "?"
         try:
-            await self._serve(reader, writer, peer)
+            cert = await self._handshake(writer, peer) if self.ssl_context else b""
+            if cert is not None:
+                await self._serve(reader, writer, peer, cert)
         except (asyncio.CancelledError, ConnectionError):
             pass
         except Exception:  # one connection's trouble must never reach the listener
@@ -437,6 +510,26 @@ class MqttFront:
         finally:
             writer.close()
             self._tasks.discard(task)
+
+    async def _handshake(self, writer: asyncio.StreamWriter, peer: str) -> bytes | None:
+        """TLS handshake: the client certificate's DER (b"" without one), None if the
+        handshake failed (reported as bad_certificate when the certificate was refused)."""
+        assert self.ssl_context is not None
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                await writer.start_tls(self.ssl_context)
+        except ssl.SSLCertVerificationError as exc:
+            self.on_refused("bad_certificate", peer, exc.verify_message or str(exc))
+            return None
+        except TimeoutError:
+            self.on_refused("tls_handshake", peer, "no TLS handshake in time")
+            return None
+        except (ssl.SSLError, ConnectionError, OSError) as exc:
+            self.on_refused("tls_handshake", peer, str(exc) or type(exc).__name__)
+            return None
+        ssl_object = writer.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        return der or b""
 
     def _refused(self, exc: Exception, peer: str) -> None:
         reason = "too_large" if isinstance(exc, PacketTooLarge) else "malformed"
@@ -457,7 +550,11 @@ class MqttFront:
                     raise framer.error
 
     async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: str,
+        cert: bytes = b"",
     ) -> None:
         framer = Framer(self.limit)
         level = -1
@@ -483,10 +580,16 @@ class MqttFront:
         up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         local = up_writer.get_extra_info("sockname")[1]
         self.peers[local] = peer
+        self.clients[local] = (writer, level)
+        if cert:
+            self.certs[local] = cert
         try:
             up_writer.write(connect)
             if level == 5:
-                translator = V5Translator()
+                acl = self.acl
+                translator = V5Translator(
+                    may_publish=(lambda topic: acl(local, topic)) if acl is not None else None
+                )
                 await self._relay(
                     self._translate_in(
                         reader, framer, packets[1:], up_writer, writer, translator, peer
@@ -502,6 +605,8 @@ class MqttFront:
                 )
         finally:
             self.peers.pop(local, None)
+            self.clients.pop(local, None)
+            self.certs.pop(local, None)
             up_writer.close()
 
     async def _relay(self, inbound: Pump, outbound: Pump, up_writer: asyncio.StreamWriter) -> None:
@@ -572,6 +677,9 @@ class MqttFront:
             while True:
                 data, error = _translate(packets, translator.from_client)
                 up.write(data)
+                if translator.replies:
+                    client.write(b"".join(translator.replies))
+                    translator.replies.clear()
                 await up.drain()
                 error = error or framer.error
                 if isinstance(error, MalformedPacket):

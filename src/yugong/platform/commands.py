@@ -199,9 +199,7 @@ def install_commands(app: FastAPI, platform: Platform) -> None:
 
     if not any(getattr(r, "path", "").endswith("/properties/{identifier}") for r in app.routes):
         app.include_router(router_module.router, prefix="/api/v1")
-    app.state.commands = CommandService(
-        _LazyDirectory(platform), lambda: platform.sparkplug
-    )
+    app.state.commands = CommandService(_LazyDirectory(platform), lambda: platform.sparkplug)
 
 
 class _LazyDirectory:

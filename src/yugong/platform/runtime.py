@@ -18,9 +18,11 @@ from yugong.infra.timeseries import TimeSeriesStore, open_store
 from yugong.platform.ingest.service import IngestService
 from yugong.platform.ingest.writer import BatchedWriter
 from yugong.platform.query import QueryService
+from yugong.platform.quotas import QuotaService
 from yugong.platform.registry.directory import RegistryDirectory
 from yugong.platform.registry.service import Registry
 from yugong.security.bootstrap import ensure_platform_admin
+from yugong.security.integrity import Integrity
 from yugong.security.principal import SYSTEM
 from yugong.security.service import Security
 
@@ -39,6 +41,7 @@ class Platform:
         self.settings = settings
         self.generated_admin_password: str | None = None
         self.mqtt_address: tuple[str, int] | None = None
+        self.mqtt_tls_address: tuple[str, int] | None = None  # MQTT over TLS, when configured
         self._tasks: list[asyncio.Task[None]] = []
         self._broker: Any = None
         self._subscriber: Any = None
@@ -50,6 +53,9 @@ class Platform:
         await asyncio.to_thread(upgrade, s.registry_url)
         self.db = Database(s.registry_url)
         self.security = Security(self.db, s)
+        # Web anti-tampering: the manifest is made at the first start, then checked.
+        self.integrity = Integrity(s, self.security.events)
+        await asyncio.to_thread(self.integrity.ensure)
         self.generated_admin_password = await asyncio.to_thread(ensure_platform_admin, self.db, s)
         if self.generated_admin_password:
             path = s.data_dir / ADMIN_PASSWORD_FILE
@@ -58,9 +64,24 @@ class Platform:
         self.store: TimeSeriesStore = await asyncio.to_thread(
             open_store, s.store_url, compact_interval_s=s.timeseries_compact_interval_s
         )
-        self.registry = Registry(self.db)
+        self.quotas = QuotaService(
+            self.db,
+            store=self.store,
+            events=self.security.events,
+            burst_s=s.quota_burst_s,
+            disconnect_after_s=s.quota_disconnect_after_s,
+        )
+        self.registry = Registry(self.db, on_event=self.quotas.on_registry_event)
+        # Device MQTT passwords share the users' argon2 hasher; certificates the platform CA.
+        self.registry.devices.passwords = self.security.passwords
+        from yugong.security.pki import tls_files
+
+        tls = tls_files(s)
+        self.registry.devices.ca_file = tls.ca_file if tls is not None else None
         self.directory: RegistryDirectory = self.registry.directory
         self.bus = InProcessBus()
+        self.security.detection.alarm_sink = self._alarm_sink(asyncio.get_running_loop())
+        await asyncio.to_thread(self.integrity.check)  # at start; alarms reach the bus
         self.writer = BatchedWriter(
             self.store,
             batch_rows=s.ingest_batch_rows,
@@ -73,11 +94,16 @@ class Platform:
             self.writer,
             self.bus,
             attribute_sink=self.registry.store_client_attributes,
+            guard=self.quotas,
         )
         self.query = QueryService(self.directory, self.store)
         await self._start_mqtt()
         self._every(SEEN_FLUSH_S, self._housekeeping)
         self._every(s.retention_interval_s, self._apply_retention)
+        if s.integrity_check_interval_s > 0:
+            self._every(s.integrity_check_interval_s, self._check_integrity)
+        await asyncio.to_thread(self.quotas.refresh_storage)
+        self._every(s.quota_storage_check_s, self._check_storage)
         log.info(
             "platform started: registry %s, time series %s",
             _safe(s.registry_url),
@@ -109,7 +135,15 @@ class Platform:
             from yugong.platform.ingest.gateway import GatewayService
 
             self.gateway = GatewayService(self.ingest, self.registry)
-            self._broker = EmbeddedBroker(s, self.directory, self.ingest, gateway=self.gateway)
+            self._broker = EmbeddedBroker(
+                s,
+                self.directory,
+                self.ingest,
+                gateway=self.gateway,
+                events=self.security.events,
+                blocked=self.security.blocks.is_blocked,
+                passwords=self.security.passwords,
+            )
             # Sparkplug B in-process: gateway devices are edge nodes, in their own tenant.
             from yugong.platform.ingest.sparkplug_host import SparkplugHost
 
@@ -124,7 +158,8 @@ class Platform:
             self._broker.attach_sparkplug(self.sparkplug)
             await self._broker.start()
             await self.sparkplug.start()
-            self.mqtt_address = (s.mqtt_host, s.mqtt_port)
+            self.mqtt_address = self._broker.address
+            self.mqtt_tls_address = self._broker.tls_address
 
     def _every(self, seconds: float, job: Callable[[], Awaitable[None]]) -> None:
         async def loop() -> None:
@@ -137,19 +172,38 @@ class Platform:
 
         self._tasks.append(asyncio.create_task(loop(), name=job.__name__))
 
+    async def _check_storage(self) -> None:
+        await asyncio.to_thread(self.quotas.refresh_storage)
+
     async def _housekeeping(self) -> None:
+        await asyncio.to_thread(self.quotas.flush_events)
         await asyncio.to_thread(self.directory.flush_seen)
         await asyncio.to_thread(
             self.directory.mark_offline_after, self.settings.device_offline_after_s
         )
+
+    def _alarm_sink(self, loop: asyncio.AbstractEventLoop) -> Callable[[dict[str, Any]], None]:
+        """Security alarms onto the bus topic ``security.alarm``, from any thread."""
+        from yugong.security.blocks import ALARM_TOPIC
+
+        def sink(message: dict[str, Any]) -> None:
+            if loop.is_closed():
+                return
+            loop.call_soon_threadsafe(self.bus.publish, ALARM_TOPIC, message)
+
+        return sink
+
+    async def _check_integrity(self) -> None:
+        await asyncio.to_thread(self.integrity.check)
 
     async def _apply_retention(self) -> None:
         offset = 0
         while True:
             page = await asyncio.to_thread(self.registry.tenants.list, SYSTEM, offset=offset)
             for tenant in page:
-                if tenant.retention_days:
-                    cutoff = now_us() - tenant.retention_days * 86_400 * US_PER_S
+                days = self.quotas.retention_days(tenant.id, tenant.retention_days)
+                if days:  # the smaller of the tenant's and its profile's maximum
+                    cutoff = now_us() - days * 86_400 * US_PER_S
                     await asyncio.to_thread(self.store.drop_before, tenant.id, cutoff)
             offset += len(page)
             if not page.items or offset >= page.total:

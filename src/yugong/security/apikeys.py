@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from yugong.core.errors import FieldError, Forbidden, InvalidInput, NotFound, Unauthorized
 from yugong.infra.db import Database, utcnow
+from yugong.platform import quotas_profiles as quotas
 from yugong.security.models import ApiKey, User
 from yugong.security.principal import Principal, Role
 from yugong.security.users import check_grant, ensure_tenant, parse_role, placement
@@ -129,6 +130,7 @@ class ApiKeys:
             try:
                 with self.db.session() as s:
                     ensure_tenant(s, tenant)
+                    quotas.check_can_add(s, tenant, "api_keys")  # profile's max_api_keys
                     row = ApiKey(
                         tenant_id=tenant,
                         created_by=principal.id,

@@ -48,10 +48,14 @@ class SecurityEvents:
         # fold key -> (event id, monotonic time of its first occurrence)
         self._recent: dict[tuple[Any, ...], tuple[int, float]] = {}
         self._listeners: list[Listener] = []
+        self._repeat_listeners: list[Listener] = []
 
-    def subscribe(self, listener: Listener) -> None:
-        """Called for every new (not folded) event, e.g. to raise an alarm or block."""
+    def subscribe(self, listener: Listener, *, repeats: bool = False) -> None:
+        """Called for every new (not folded) event, e.g. to raise an alarm; with
+        ``repeats`` also for each occurrence folded into one (counting, e.g. to block)."""
         self._listeners.append(listener)
+        if repeats:
+            self._repeat_listeners.append(listener)
 
     def record(
         self,
@@ -68,6 +72,7 @@ class SecurityEvents:
         the event id. Never raises: a detection failure must not break the caller."""
         key = (kind, tenant_id, source_ip, subject, device_id)
         now = time.monotonic()
+        repeat: EventInfo | None = None
         try:
             with self._lock:
                 seen = self._recent.get(key)
@@ -76,29 +81,36 @@ class SecurityEvents:
                         row = s.get(SecurityEvent, seen[0])
                         if row is not None:
                             row.count += 1
-                            return seen[0]
-                with self.db.session() as s:
-                    row = SecurityEvent(
-                        kind=kind,
-                        severity=severity,
-                        tenant_id=tenant_id,
-                        source_ip=source_ip,
-                        subject=subject,
-                        device_id=device_id,
-                        detail=detail or {},
-                        count=1,
-                    )
-                    s.add(row)
-                    s.flush()
-                    event_id = int(row.id)
-                self._recent[key] = (event_id, now)
-                if len(self._recent) > 10_000:
-                    self._recent = {
-                        k: v for k, v in self._recent.items() if now - v[1] < self.fold_s
-                    }
+                            repeat = EventInfo(
+                                seen[0], kind, row.severity, tenant_id, source_ip, subject,
+                                device_id, row.count, detail or {},
+                            )  # fmt: skip
+                if repeat is None:
+                    with self.db.session() as s:
+                        row = SecurityEvent(
+                            kind=kind,
+                            severity=severity,
+                            tenant_id=tenant_id,
+                            source_ip=source_ip,
+                            subject=subject,
+                            device_id=device_id,
+                            detail=detail or {},
+                            count=1,
+                        )
+                        s.add(row)
+                        s.flush()
+                        event_id = int(row.id)
+                    self._recent[key] = (event_id, now)
+                    if len(self._recent) > 10_000:
+                        self._recent = {
+                            k: v for k, v in self._recent.items() if now - v[1] < self.fold_s
+                        }
         except Exception:
             log.exception("security event %s could not be stored", kind)
             return 0
+        if repeat is not None:
+            self._notify(self._repeat_listeners, repeat)
+            return repeat.id
         log.warning(
             "security event %s (%s): tenant=%s source=%s subject=%s %s",
             kind,
@@ -111,12 +123,16 @@ class SecurityEvents:
         info = EventInfo(
             event_id, kind, severity, tenant_id, source_ip, subject, device_id, 1, detail or {}
         )
-        for listener in self._listeners:
+        self._notify(self._listeners, info)
+        return event_id
+
+    @staticmethod
+    def _notify(listeners: list[Listener], info: EventInfo) -> None:
+        for listener in listeners:
             try:
                 listener(info)
             except Exception:
                 log.exception("security event listener failed")
-        return event_id
 
 
 __all__ = ["EventInfo", "SecurityEvents", "Severity"]

@@ -49,6 +49,8 @@ class User(Base):
     # TOTP second factor: the secret encrypted at rest (SecretBox); enabled once confirmed.
     totp_secret: Mapped[str | None] = mapped_column(String(255), nullable=True)
     totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The last TOTP time step accepted: a code is good once (RFC 6238 section 5.2).
+    totp_last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class RefreshToken(Base):

@@ -10,11 +10,15 @@ from __future__ import annotations
 import secrets
 import string
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from yugong.core.errors import FieldError, InvalidInput
+
+if TYPE_CHECKING:
+    from yugong.core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,13 @@ class PasswordPolicy:
     max_length: int = 256  # argon2 has no limit; this bounds the work one request can cause
     min_classes: int = 1  # of: lower, upper, digit, other
     forbid_username: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PasswordPolicy:
+        """The deployment's policy (``password_min_length``, ``password_min_classes``)."""
+        return cls(
+            min_length=settings.password_min_length, min_classes=settings.password_min_classes
+        )
 
     def problems(self, password: str, username: str | None = None) -> list[str]:
         """Every rule the password breaks, as sentences; empty when it is acceptable."""

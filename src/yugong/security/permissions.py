@@ -28,10 +28,16 @@ ACTIONS: tuple[str, ...] = (
     "users:write",
     "apikeys:read",
     "apikeys:write",
+    "audit:read",
+    "security:read",
+    "security:write",
+    "quotas:read",
 )
 
 _ALL = frozenset(ACTIONS)
-_READ = frozenset(a for a in ACTIONS if a.endswith(":read"))
+# The audit log and security events are for administrators, not every reader.
+_ADMIN_ONLY = frozenset({"audit:read", "security:read", "security:write", "quotas:read"})
+_READ = frozenset(a for a in ACTIONS if a.endswith(":read")) - _ADMIN_ONLY
 # "apikeys:*" for roles below tenant admin means their own keys only (see apikeys service).
 _OWN_KEYS = frozenset({"apikeys:read", "apikeys:write"})
 
@@ -58,6 +64,91 @@ DESCRIPTIONS: dict[Role, str] = {
     Role.OPERATOR: "Runs the plant: reads everything, writes telemetry.",
     Role.VIEWER: "Reads dashboards and data.",
     Role.APP_DEVELOPER: "Builds apps: reads everything, manages its own API keys.",
+}
+
+
+# Every HTTP endpoint -> the action its service requires (None: public, self-service, or
+# authenticated by a device access token). tests/security/test_authz_matrix.py fails when an
+# endpoint is missing here, so a new route cannot escape the matrix.
+ROUTE_ACTIONS: dict[tuple[str, str], str | None] = {
+    ("GET", "/"): None,
+    ("GET", "/api/v1/health"): None,
+    ("POST", "/api/v1/auth/login"): None,
+    ("POST", "/api/v1/auth/token"): None,
+    ("POST", "/api/v1/auth/refresh"): None,
+    ("POST", "/api/v1/auth/logout"): None,
+    ("GET", "/api/v1/auth/me"): None,
+    ("GET", "/api/v1/auth/sessions"): None,
+    ("DELETE", "/api/v1/auth/sessions/{session_id}"): None,
+    ("POST", "/api/v1/auth/totp/setup"): None,
+    ("POST", "/api/v1/auth/totp/enable"): None,
+    ("POST", "/api/v1/auth/totp/disable"): None,
+    ("GET", "/api/v1/users"): "users:read",
+    ("POST", "/api/v1/users"): "users:write",
+    ("GET", "/api/v1/users/me"): None,
+    ("PATCH", "/api/v1/users/me"): None,
+    ("POST", "/api/v1/users/me/password"): None,
+    ("GET", "/api/v1/users/{user_id}"): "users:read",
+    ("PATCH", "/api/v1/users/{user_id}"): "users:write",
+    ("DELETE", "/api/v1/users/{user_id}"): "users:write",
+    ("POST", "/api/v1/users/{user_id}/unlock"): "users:write",
+    ("POST", "/api/v1/users/{user_id}/totp:reset"): "users:write",
+    ("POST", "/api/v1/users/{user_id}/sessions:revoke"): "users:write",
+    ("GET", "/api/v1/apikeys"): "apikeys:read",
+    ("POST", "/api/v1/apikeys"): "apikeys:write",
+    ("DELETE", "/api/v1/apikeys/{key_id}"): "apikeys:write",
+    ("GET", "/api/v1/tenants"): "tenants:read",
+    ("POST", "/api/v1/tenants"): "tenants:write",
+    ("GET", "/api/v1/tenants/{tenant_id}"): "tenants:read",
+    ("PATCH", "/api/v1/tenants/{tenant_id}"): "tenants:write",
+    ("DELETE", "/api/v1/tenants/{tenant_id}"): "tenants:write",
+    ("GET", "/api/v1/tenants/{tenant_id}/usage"): "quotas:read",
+    # Tenant profiles are tenant settings, the platform's: reading them is managing them.
+    ("GET", "/api/v1/tenant-profiles"): "tenants:write",
+    ("POST", "/api/v1/tenant-profiles"): "tenants:write",
+    ("GET", "/api/v1/tenant-profiles/{profile_id}"): "tenants:write",
+    ("PATCH", "/api/v1/tenant-profiles/{profile_id}"): "tenants:write",
+    ("DELETE", "/api/v1/tenant-profiles/{profile_id}"): "tenants:write",
+    ("GET", "/api/v1/assets"): "assets:read",
+    ("GET", "/api/v1/assets/tree"): "assets:read",
+    ("POST", "/api/v1/assets"): "assets:write",
+    ("GET", "/api/v1/assets/{asset_id}"): "assets:read",
+    ("PATCH", "/api/v1/assets/{asset_id}"): "assets:write",
+    ("DELETE", "/api/v1/assets/{asset_id}"): "assets:write",
+    ("GET", "/api/v1/products"): "products:read",
+    ("POST", "/api/v1/products"): "products:write",
+    ("POST", "/api/v1/products/import"): "products:write",
+    ("GET", "/api/v1/products/{product_id}"): "products:read",
+    ("PATCH", "/api/v1/products/{product_id}"): "products:write",
+    ("DELETE", "/api/v1/products/{product_id}"): "products:write",
+    ("GET", "/api/v1/products/{product_id}/tsl"): "products:read",
+    ("PUT", "/api/v1/products/{product_id}/tsl"): "products:write",
+    ("GET", "/api/v1/devices"): "devices:read",
+    ("POST", "/api/v1/devices"): "devices:write",
+    ("GET", "/api/v1/devices/{device_id}"): "devices:read",
+    ("PATCH", "/api/v1/devices/{device_id}"): "devices:write",
+    ("DELETE", "/api/v1/devices/{device_id}"): "devices:write",
+    ("POST", "/api/v1/devices/{device_id}/token"): "devices:credentials",
+    ("GET", "/api/v1/devices/{device_id}/series"): "devices:read",
+    ("GET", "/api/v1/devices/{device_id}/credentials"): "devices:credentials",
+    ("PUT", "/api/v1/devices/{device_id}/credentials/mqtt"): "devices:credentials",
+    ("DELETE", "/api/v1/devices/{device_id}/credentials/mqtt"): "devices:credentials",
+    ("PUT", "/api/v1/devices/{device_id}/credentials/x509"): "devices:credentials",
+    ("DELETE", "/api/v1/devices/{device_id}/credentials/x509"): "devices:credentials",
+    ("POST", "/api/v1/devices/{device_id}/properties/{identifier}"): "devices:write",
+    ("GET", "/api/v1/devices/{device_id}/latest"): "telemetry:read",
+    ("GET", "/api/v1/devices/{device_id}/timeseries"): "telemetry:read",
+    ("POST", "/api/v1/query/latest"): "telemetry:read",
+    ("POST", "/api/v1/query/timeseries"): "telemetry:read",
+    ("POST", "/api/v1/telemetry"): "telemetry:write",
+    ("POST", "/api/v1/{token}/telemetry"): None,
+    ("POST", "/api/v1/{token}/attributes"): None,
+    ("GET", "/api/v1/audit"): "audit:read",
+    ("GET", "/api/v1/security/events"): "security:read",
+    ("GET", "/api/v1/security/blocks"): "security:read",
+    ("POST", "/api/v1/security/blocks"): "security:write",
+    ("DELETE", "/api/v1/security/blocks/{block_id}"): "security:write",
+    ("GET", "/static/{path:path}"): None,
 }
 
 
@@ -102,7 +193,30 @@ def render_markdown() -> str:
     for action in ACTIONS:
         marks = " | ".join("✓" if allowed(r, action) else "" for r in roles)
         lines.append(f"| `{action}` | {marks} |")
+    lines += _endpoint_lines()
     return "\n".join(lines) + "\n"
+
+
+def _endpoint_lines() -> list[str]:
+    lines = [
+        "",
+        "## Endpoints",
+        "",
+        "Generated from `ROUTE_ACTIONS`: the action each HTTP endpoint requires. A dash: public,",
+        "the caller's own account or session, or a device authenticated by its access token.",
+        "",
+        "| Method | Path | Action |",
+        "| --- | --- | --- |",
+    ]
+    order = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+    def key(route: tuple[str, str]) -> tuple[str, int, str]:
+        method, path = route
+        return (path, order.index(method) if method in order else len(order), method)
+
+    for (method, path), action in sorted(ROUTE_ACTIONS.items(), key=lambda kv: key(kv[0])):
+        lines.append(f"| {method} | `{path}` | {f'`{action}`' if action else '-'} |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 from sqlalchemy import column, func, select, table
 from sqlalchemy.exc import IntegrityError
@@ -17,11 +17,15 @@ from sqlalchemy.orm import Session
 
 from yugong.core.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
 from yugong.infra.db import Database, utcnow
+from yugong.platform import quotas_profiles as quotas
 from yugong.security.models import User
 from yugong.security.passwords import PasswordPolicy, Passwords
 from yugong.security.permissions import can_grant
 from yugong.security.principal import Principal, Role
-from yugong.security.sessions import Sessions
+
+if TYPE_CHECKING:  # sessions imports the TOTP module, which imports this one
+    from yugong.security.audit import AuditLog
+    from yugong.security.sessions import Sessions
 
 Locale = Literal["zh-CN", "en"]
 LOCALES: tuple[str, ...] = get_args(Locale)
@@ -46,9 +50,12 @@ class UserInfo:
     locale: str
     created_at: datetime
     last_login_at: datetime | None
+    totp_enabled: bool = False
+    locked_until: datetime | None = None  # set while sign-ins are refused after failures
 
     @classmethod
     def of(cls, u: User) -> UserInfo:
+        locked = u.locked_until if u.locked_until and u.locked_until > utcnow() else None
         return cls(
             id=u.id,
             tenant_id=u.tenant_id,
@@ -60,6 +67,8 @@ class UserInfo:
             locale=u.locale,
             created_at=u.created_at,
             last_login_at=u.last_login_at,
+            totp_enabled=u.totp_enabled,
+            locked_until=locked,
         )
 
 
@@ -117,6 +126,15 @@ def ensure_tenant(s: Session, tenant_id: int | None) -> None:
         raise NotFound(f"tenant {tenant_id} not found", [FieldError("tenant_id", "not found")])
 
 
+def visible_user(s: Session, principal: Principal, user_id: int) -> User:
+    """The user row, if the caller's tenant may see it; other tenants' users are "not
+    found"."""
+    user = s.get(User, user_id)
+    if user is None or (principal.tenant is not None and user.tenant_id != principal.tenant):
+        raise NotFound(f"user {user_id} not found")
+    return user
+
+
 class Users:
     def __init__(
         self,
@@ -124,11 +142,13 @@ class Users:
         passwords: Passwords,
         sessions: Sessions,
         policy: PasswordPolicy | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.db = db
         self.passwords = passwords
         self.sessions = sessions
         self.policy = policy or PasswordPolicy()
+        self.audit = audit
 
     # Reading -------------------------------------------------------------------------------
 
@@ -214,6 +234,7 @@ class Users:
         try:
             with self.db.session() as s:
                 ensure_tenant(s, tenant)
+                quotas.check_can_add(s, tenant, "users")  # the tenant profile's max_users
                 self._ensure_free(s, username)
                 user = User(
                     tenant_id=tenant,
@@ -329,6 +350,45 @@ class Users:
             user.password_changed_at = utcnow()
         self.sessions.revoke_user_sessions(user_id)
 
+    def unlock(self, principal: Principal, user_id: int) -> UserInfo:
+        """Lift a lockout after failed logins and clear the failure count."""
+        principal.require("users:write")
+        with self.db.session() as s:
+            user = self._visible(s, principal, user_id)
+            check_grant(principal, Role(user.role))
+            was_locked = user.locked_until is not None and user.locked_until > utcnow()
+            user.failed_logins, user.locked_until = 0, None
+            info = UserInfo.of(user)
+        self._audit("users.unlock", principal, info, {"was_locked": was_locked})
+        return info
+
+    def revoke_sessions(self, principal: Principal, user_id: int) -> int:
+        """End every session of a user: their refresh tokens are refused from now on.
+        Returns how many refresh tokens were revoked."""
+        principal.require("users:write")
+        with self.db.session() as s:
+            user = self._visible(s, principal, user_id)
+            check_grant(principal, Role(user.role))
+            info = UserInfo.of(user)
+        n = self.sessions.revoke_user_sessions(user_id)
+        self._audit("users.revoke_sessions", principal, info, {"revoked_tokens": n})
+        return n
+
+    def _audit(
+        self, action: str, principal: Principal, target: UserInfo, detail: dict[str, object]
+    ) -> None:
+        if self.audit is not None:
+            self.audit.record(
+                action,
+                tenant_id=target.tenant_id,
+                target_type="user",
+                target_id=target.id,
+                actor_kind=principal.kind,
+                actor_id=principal.id,
+                actor_name=principal.name,
+                detail=detail,
+            )
+
     def delete(self, principal: Principal, user_id: int) -> None:
         principal.require("users:write")
         with self.db.session() as s:
@@ -346,12 +406,7 @@ class Users:
             raise Forbidden("only a signed-in user can change their own account")
         return principal.id
 
-    @staticmethod
-    def _visible(s: Session, principal: Principal, user_id: int) -> User:
-        user = s.get(User, user_id)
-        if user is None or (principal.tenant is not None and user.tenant_id != principal.tenant):
-            raise NotFound(f"user {user_id} not found")
-        return user
+    _visible = staticmethod(visible_user)
 
     @staticmethod
     def _ensure_free(s: Session, username: str) -> None:

@@ -1,14 +1,17 @@
-"""Devices: CRUD, access tokens (shown once), and the series of each property."""
+"""Devices: CRUD, credentials (access token shown once, MQTT username/password, client
+certificate), and the series of each property."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from yugong.api.deps import Limit, Offset, PrincipalDep, RegistryDep, TenantQuery
+from yugong.core.errors import FieldError, InvalidInput
+from yugong.platform.registry.devices import CredentialInfo
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 
@@ -76,6 +79,62 @@ class DeviceUpdate(BaseModel):
 
 class TokenOut(BaseModel):
     token: str = Field(description="The new access token; the old one no longer works.")
+
+
+class CredentialsOut(BaseModel):
+    """Which credentials the device has. Secrets are never shown."""
+
+    device_id: int
+    kinds: list[str] = Field(description="Set kinds, of: token, mqtt, x509.")
+    mqtt_username: str | None
+    cert_fingerprint: str | None = Field(description="SHA-256 of the certificate's DER, hex.")
+    cert_not_after: datetime | None
+
+    @classmethod
+    def of(cls, info: CredentialInfo) -> CredentialsOut:
+        return cls(
+            device_id=info.device_id,
+            kinds=info.kinds,
+            mqtt_username=info.mqtt_username,
+            cert_fingerprint=info.cert_fingerprint,
+            cert_not_after=info.cert_not_after,
+        )
+
+
+class MqttCredentialsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(
+        min_length=1, max_length=128, description="Unique on the platform; the MQTT username."
+    )
+    password: str = Field(
+        min_length=8, max_length=256, description="Stored as an argon2 hash only."
+    )
+
+
+class CertificateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    certificate: str | None = Field(
+        None,
+        max_length=65_536,
+        description="The client certificate (PEM): must be current and issued by the platform CA.",
+    )
+    fingerprint: str | None = Field(
+        None,
+        min_length=64,
+        max_length=95,
+        description="Or only the SHA-256 fingerprint of its DER (hex, colons allowed).",
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> CertificateIn:
+        if (self.certificate is None) == (self.fingerprint is None):
+            raise ValueError("give either certificate or fingerprint")
+        return self
+
+
+_Body = TypeVar("_Body", MqttCredentialsIn, CertificateIn)
 
 
 class SeriesOut(BaseModel):
@@ -162,6 +221,93 @@ def rotate_token(
     tenant_id: TenantQuery = None,
 ) -> TokenOut:
     return TokenOut(token=registry.devices.rotate_token(principal, device_id, tenant_id=tenant_id))
+
+
+def _required(
+    body: _Body | None, registry: Any, principal: Any, device_id: int, tenant_id: int | None
+) -> _Body:
+    """A missing body is an error, named only once the caller may see the device: another
+    tenant's device is "not found", whatever was sent."""
+    if body is None:
+        registry.devices.credentials(principal, device_id, tenant_id=tenant_id)
+        raise InvalidInput("a JSON body is required", [FieldError("body", "required")])
+    return body
+
+
+@router.get("/{device_id}/credentials", summary="Which credentials the device has")
+def get_credentials(
+    device_id: int,
+    principal: PrincipalDep,
+    registry: RegistryDep,
+    tenant_id: TenantQuery = None,
+) -> CredentialsOut:
+    return CredentialsOut.of(
+        registry.devices.credentials(principal, device_id, tenant_id=tenant_id)
+    )
+
+
+@router.put("/{device_id}/credentials/mqtt", summary="Set the MQTT username and password")
+def put_mqtt_credentials(
+    device_id: int,
+    principal: PrincipalDep,
+    registry: RegistryDep,
+    body: MqttCredentialsIn | None = None,
+    tenant_id: TenantQuery = None,
+) -> CredentialsOut:
+    body = _required(body, registry, principal, device_id, tenant_id)
+    return CredentialsOut.of(
+        registry.devices.set_mqtt_credentials(
+            principal,
+            device_id,
+            username=body.username,
+            password=body.password,
+            tenant_id=tenant_id,
+        )
+    )
+
+
+@router.delete("/{device_id}/credentials/mqtt", summary="Remove the MQTT username and password")
+def delete_mqtt_credentials(
+    device_id: int,
+    principal: PrincipalDep,
+    registry: RegistryDep,
+    tenant_id: TenantQuery = None,
+) -> CredentialsOut:
+    return CredentialsOut.of(
+        registry.devices.delete_mqtt_credentials(principal, device_id, tenant_id=tenant_id)
+    )
+
+
+@router.put("/{device_id}/credentials/x509", summary="Bind a client certificate")
+def put_certificate(
+    device_id: int,
+    principal: PrincipalDep,
+    registry: RegistryDep,
+    body: CertificateIn | None = None,
+    tenant_id: TenantQuery = None,
+) -> CredentialsOut:
+    body = _required(body, registry, principal, device_id, tenant_id)
+    return CredentialsOut.of(
+        registry.devices.set_certificate(
+            principal,
+            device_id,
+            certificate=body.certificate,
+            fingerprint=body.fingerprint,
+            tenant_id=tenant_id,
+        )
+    )
+
+
+@router.delete("/{device_id}/credentials/x509", summary="Remove the client certificate")
+def delete_certificate(
+    device_id: int,
+    principal: PrincipalDep,
+    registry: RegistryDep,
+    tenant_id: TenantQuery = None,
+) -> CredentialsOut:
+    return CredentialsOut.of(
+        registry.devices.delete_certificate(principal, device_id, tenant_id=tenant_id)
+    )
 
 
 @router.get("/{device_id}/series", summary="Series id of each property")

@@ -23,6 +23,7 @@ class TenantOut(BaseModel):
     retention_days: int | None
     active: bool
     created_at: datetime
+    profile_id: int | None = None  # None: the default tenant profile
 
 
 class TenantPage(BaseModel):
@@ -56,6 +57,9 @@ class TenantUpdate(BaseModel):
     industry: str | None = Field(None, max_length=64)
     retention_days: int | None = Field(None, ge=1)
     active: bool | None = Field(None)
+    profile_id: int | None = Field(
+        None, description="Tenant profile (resource limits); null: the default profile."
+    )
 
     @field_validator("name", "slug", "active", mode="before")
     @classmethod

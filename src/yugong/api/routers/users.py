@@ -30,6 +30,10 @@ class UserOut(BaseModel):
     locale: str
     created_at: datetime
     last_login_at: datetime | None
+    totp_enabled: bool = Field(False, description="Signing in needs a TOTP code.")
+    locked_until: datetime | None = Field(
+        None, description="Sign-ins refused until then after repeated failures."
+    )
 
     @classmethod
     def of(cls, info: UserInfo) -> UserOut:
@@ -120,6 +124,34 @@ def update_user(
     return UserOut.of(
         security.users.update(principal, user_id, **body.model_dump(exclude_unset=True))
     )
+
+
+@router.post("/{user_id}/unlock", summary="Lift a lockout after failed sign-ins")
+def unlock_user(user_id: int, principal: PrincipalDep, security: SecurityDep) -> UserOut:
+    return UserOut.of(security.users.unlock(principal, user_id))
+
+
+@router.post(
+    "/{user_id}/totp:reset",
+    summary="Remove a user's TOTP second factor",
+    description="For a lost authenticator: the user signs in with the password alone and "
+    "may set up TOTP again.",
+)
+def reset_totp(user_id: int, principal: PrincipalDep, security: SecurityDep) -> UserOut:
+    security.totp.reset(principal, user_id)
+    return UserOut.of(security.users.get(principal, user_id))
+
+
+@router.post(
+    "/{user_id}/sessions:revoke",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="End every session of a user",
+    description="Their refresh tokens are refused from now on; access tokens already issued "
+    "stay valid until they expire (short-lived). Deactivate the user or set a new password "
+    "to end those at once too.",
+)
+def revoke_sessions(user_id: int, principal: PrincipalDep, security: SecurityDep) -> None:
+    security.users.revoke_sessions(principal, user_id)
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a user")

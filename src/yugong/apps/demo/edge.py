@@ -20,6 +20,7 @@ from yugong.apps.demo.provision import DEMO_SLUG, provision_gateway
 from yugong.core.errors import NotFound
 from yugong.edge.config import GatewayConfig, parse_config
 from yugong.edge.gateway import EdgeGateway
+from yugong.security import pki
 from yugong.security.principal import SYSTEM
 
 GROUP = "demo"
@@ -77,10 +78,13 @@ def gateway_config(
     mqtt_address: tuple[str, int],
     host_id: str,
     buffer_path: Path,
+    tls: dict[str, str] | None = None,
 ) -> GatewayConfig:
-    """The gateway config for this factory, publishing as ``gateway`` with its ``token``."""
+    """The gateway config for this factory, publishing as ``gateway`` with its ``token``, or
+    over TLS (``tls``: ca_file, and cert_file/key_file to log in by client certificate)."""
     interval = f"{max(1, int(layout.period_s * 1000))}ms"
     host, port = mqtt_address
+    by_cert = tls is not None and "cert_file" in tls
     return parse_config(
         {
             "gateway": gateway,
@@ -99,8 +103,9 @@ def gateway_config(
             "buffer": {"path": str(buffer_path), "max_bytes": "64MiB", "synchronous": "normal"},
             "uplink": {
                 "kind": "sparkplug",
-                "broker": f"mqtt://{host}:{port}",
-                "username": token,
+                "broker": f"{'mqtts' if tls is not None else 'mqtt'}://{host}:{port}",
+                "tls": tls,
+                "username": None if by_cert else token,
                 "group_id": GROUP,
                 "host_id": host_id,
             },
@@ -123,6 +128,31 @@ def edge_devices(platform: Any, gateway: str) -> list[str]:
     return [d.name for d in listing.items]
 
 
+def gateway_tls(platform: Any, gateway: str) -> dict[str, str]:
+    """TLS for the demo gateway's uplink: it verifies the broker with the platform CA and
+    logs in with a client certificate of its own, issued now and bound to its device."""
+    settings = platform.settings
+    paths = pki.pki_paths(settings.data_dir)
+    files = pki.tls_files(settings)
+    ca = files.ca_file if files is not None and files.ca_file is not None else paths.ca_cert
+    if not paths.ca_key.exists():  # server files from elsewhere: verify only, log in by token
+        return {"ca_file": str(ca)}
+    reg = platform.registry
+    tenant = next(t.id for t in reg.tenants.list(SYSTEM, limit=1000) if t.slug == DEMO_SLUG)
+    device = reg.devices.get_by_name(SYSTEM, gateway, tenant_id=tenant)
+    issued = pki.issue_device(
+        paths, gateway, tenant=tenant, device_id=device.id, out_dir=paths.devices / DEMO_SLUG
+    )
+    reg.devices.set_certificate(
+        SYSTEM, device.id, certificate=issued.cert_file.read_text(), tenant_id=tenant
+    )
+    return {
+        "ca_file": str(paths.ca_cert),
+        "cert_file": str(issued.cert_file),
+        "key_file": str(issued.key_file),
+    }
+
+
 async def run_edge(
     platform: Any,
     layout: FactoryLayout,
@@ -132,15 +162,18 @@ async def run_edge(
 ) -> None:
     """Run the demo gateway against ``layout`` until cancelled; once the devices behind it
     are provisioned (or ``announce_within`` seconds passed) print how many are connected."""
-    assert platform.mqtt_address is not None, "the demo's edge gateway needs the embedded broker"
+    tls_address = getattr(platform, "mqtt_tls_address", None)
+    assert platform.mqtt_address or tls_address, "the demo's edge gateway needs the embedded broker"
     gw = await asyncio.to_thread(provision_gateway, platform)
+    tls = None if tls_address is None else await asyncio.to_thread(gateway_tls, platform, gw.name)
     config = gateway_config(
         layout,
         gateway=gw.name,
         token=gw.token,
-        mqtt_address=platform.mqtt_address,
+        mqtt_address=tls_address or platform.mqtt_address,
         host_id=platform.settings.sparkplug_host_id,
         buffer_path=buffer_path,
+        tls=tls,
     )
     async with EdgeGateway(config):
         loop = asyncio.get_running_loop()
@@ -154,7 +187,8 @@ async def run_edge(
             await asyncio.sleep(0.5)
         print(
             f"  Edge gateway {gw.name}: {len(names)} edge devices connected "
-            f"(Modbus TCP PLCs and OPC UA CNCs, Sparkplug group {GROUP!r})",
+            f"(Modbus TCP PLCs and OPC UA CNCs, Sparkplug group {GROUP!r}"
+            f"{', MQTT over TLS with a client certificate' if tls and 'cert_file' in tls else ''})",
             flush=True,
         )
         await asyncio.Event().wait()  # until cancelled

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 
@@ -30,13 +31,21 @@ def _jsonable(value: np.generic) -> float | int | bool:
 
 
 async def _publish_loop(
-    host: str, port: int, device: SimDevice, queue: asyncio.Queue[dict[str, object]]
+    host: str,
+    port: int,
+    device: SimDevice,
+    queue: asyncio.Queue[dict[str, object]],
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     delay = 1.0
     while True:
         try:
             async with aiomqtt.Client(
-                host, port, username=device.token, identifier=f"sim-{device.name}"
+                host,
+                port,
+                username=device.token,
+                identifier=f"sim-{device.name}",
+                tls_context=tls,
             ) as client:
                 delay = 1.0
                 while True:
@@ -55,22 +64,32 @@ async def _publish_loop(
 
 
 async def run_plant(
-    host: str, port: int, devices: list[SimDevice], *, interval_s: float = 1.0, seed: int = 7
+    host: str,
+    port: int,
+    devices: list[SimDevice],
+    *,
+    interval_s: float = 1.0,
+    seed: int = 7,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    """Publish forever (cancel to stop): every ``interval_s`` each machine sends one message."""
+    """Publish forever (cancel to stop): every ``interval_s`` each machine sends one message
+    (over TLS with ``tls``, a client context that verifies the broker)."""
     by_product: dict[str, list[SimDevice]] = {}
     for d in devices:
         by_product.setdefault(d.product, []).append(d)
     rng = np.random.default_rng(seed)
     sims = {p: MachineSim(p, len(ds), rng) for p, ds in by_product.items()}
     queues = {d.name: asyncio.Queue[dict[str, object]](maxsize=10) for d in devices}
-    tasks = [asyncio.create_task(_publish_loop(host, port, d, queues[d.name])) for d in devices]
+    tasks = [
+        asyncio.create_task(_publish_loop(host, port, d, queues[d.name], tls)) for d in devices
+    ]
     log.info(
-        "simulated plant: %d machines publishing every %.1fs to %s:%d",
+        "simulated plant: %d machines publishing every %.1fs to %s:%d%s",
         len(devices),
         interval_s,
         host,
         port,
+        " over TLS" if tls else "",
     )
     try:
         while True:

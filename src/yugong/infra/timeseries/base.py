@@ -115,6 +115,10 @@ class TimeSeriesStore(ABC):
     @abstractmethod
     def stats(self) -> StoreStats: ...
 
+    def stored_bytes(self, tenant: int) -> int:
+        """Bytes the tenant's samples take (an estimate; see each backend)."""
+        raise NotImplementedError
+
     @abstractmethod
     def close(self) -> None: ...
 

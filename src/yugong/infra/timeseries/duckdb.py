@@ -496,6 +496,22 @@ class DuckDBStore(TimeSeriesStore):
             )
         return StoreStats(rows=cold + hot, bytes_on_disk=on_disk, hot_rows=hot)
 
+    def stored_bytes(self, tenant: int) -> int:
+        """Estimate: the tenant's rows (partitions and ``hot``) times the database's bytes
+        per row; partitions share one file, so there is no per-tenant file size."""
+        row = (
+            self._cursor()
+            .execute(
+                "SELECT (SELECT coalesce(sum(rows), 0) FROM catalog WHERE tenant = ?), "
+                "(SELECT count(*) FROM hot WHERE tenant = ?)",
+                [int(tenant), int(tenant)],
+            )
+            .fetchone()
+        )
+        mine = int(row[0]) + int(row[1]) if row else 0
+        stats = self.stats()
+        return stats.bytes_on_disk * mine // stats.rows if stats.rows and mine else 0
+
     def close(self) -> None:
         if self._closed:
             return

@@ -536,6 +536,28 @@ class PostgresStore(TimeSeriesStore):
                 estimate = int(exact[0]) if exact else 0
         return StoreStats(rows=estimate, bytes_on_disk=size, hot_rows=0)
 
+    def stored_bytes(self, tenant: int) -> int:
+        """Estimate: the tenant's share of the rows of ``ts_samples`` times the size of its
+        partitions with their indexes (``pg_total_relation_size``). The share is counted
+        exactly below a million rows and from a 1 % block sample above."""
+        stats = self.stats()
+        if not stats.rows:
+            return 0
+        with self._conn() as conn:
+            if stats.rows < 1_000_000:
+                row = conn.execute(
+                    "SELECT count(*) FROM ts_samples WHERE tenant = %s", [int(tenant)]
+                ).fetchone()
+                share = (int(row[0]) if row else 0) / stats.rows
+            else:
+                row = conn.execute(
+                    "SELECT count(*) FILTER (WHERE tenant = %s)::float8 / greatest(count(*), 1) "
+                    "FROM ts_samples TABLESAMPLE SYSTEM (1)",
+                    [int(tenant)],
+                ).fetchone()
+                share = float(row[0]) if row else 0.0
+        return int(stats.bytes_on_disk * share)
+
     def close(self) -> None:
         if self._closed:
             return

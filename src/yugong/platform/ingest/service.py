@@ -20,7 +20,7 @@ import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias, TypeGuard
+from typing import Any, Literal, Protocol, TypeAlias, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
@@ -85,6 +85,13 @@ class TenantStats:
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> messages refused
 
 
+class IngestGuard(Protocol):
+    """Admission before anything is stored (the tenant quotas): raises a YugongError with
+    a ``reason`` to refuse; ``device`` is None for requests spanning several devices."""
+
+    def admit_ingest(self, tenant: int, device: int | None, messages: int, points: int) -> None: ...
+
+
 class TooManyPoints(PayloadTooLarge):
     reason = "too_many_points"
 
@@ -107,7 +114,9 @@ class IngestService:
         *,
         max_points_per_request: int = 10_000_000,
         attribute_sink: AttributeSink | None = None,
+        guard: IngestGuard | None = None,
     ) -> None:
+        self.guard = guard  # tenant quotas: rate limits and stored bytes
         self.directory = directory
         self.writer = writer
         self.bus = bus
@@ -211,6 +220,8 @@ class IngestService:
         on the bus. Returns how many attributes were updated."""
         with self._counting(device.tenant):
             attrs = parse_attributes(payload)
+            if self.guard is not None:
+                self.guard.admit_ingest(device.tenant, device.device, 1, 0)
         if self.attribute_sink is not None:
             # A database write: keep it off the event loop.
             await asyncio.to_thread(self.attribute_sink, device, attrs)
@@ -291,6 +302,14 @@ class IngestService:
     ) -> tuple[int, int]:
         """Group, validate and write the telemetry of many messages; refusals go into
         ``rejected`` (by message index) and are counted. Returns (points, out of range)."""
+        if self.guard is not None:  # over a quota: refused before validation, not stored
+            for i in list(parsed):
+                try:
+                    points = sum(len(e.values) for e in parsed[i])
+                    self.guard.admit_ingest(bindings[i].tenant, bindings[i].device, 1, points)
+                except YugongError as exc:
+                    rejected[i] = exc
+                    del parsed[i]
         now = now_us()
         groups: dict[Any, _Group] = {}
         by_binding: dict[int, _Group] = {}  # id(PropertyBinding) -> its group, this drain
@@ -592,6 +611,10 @@ class IngestService:
     async def _commit(
         self, tenant: int, devices: list[int], batch: pa.Table, result: IngestResult
     ) -> IngestResult:
+        if self.guard is not None:
+            with self._counting(tenant):
+                device = devices[0] if len(devices) == 1 else None
+                self.guard.admit_ingest(tenant, device, 1, result.accepted)
         if batch.num_rows:
             await self.writer.submit(batch)
             self.bus.publish(SAMPLES_TOPIC, batch)
@@ -809,6 +832,7 @@ __all__ = [
     "ATTRIBUTES_TOPIC",
     "SAMPLES_TOPIC",
     "BatchOutcome",
+    "IngestGuard",
     "IngestResult",
     "IngestService",
     "Message",

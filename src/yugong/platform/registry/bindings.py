@@ -8,7 +8,8 @@ against them without touching the database on the hot path.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, Protocol
 
 # How a TSL data type is stored: numbers, bools, enums and dates in ``value``; the rest
@@ -39,12 +40,23 @@ class DeviceBinding:
     gateway: int | None
     properties: Mapping[str, PropertyBinding]
     is_gateway: bool = False  # may speak for child devices (ThingsBoard gateway API)
+    # MQTT username/password (the password as an argon2 hash) and the client certificate's
+    # expiry: what the broker needs to authenticate the device by these credentials.
+    mqtt_username: str | None = None
+    mqtt_password_hash: str | None = field(default=None, repr=False)
+    cert_not_after: datetime | None = None
 
 
 class DeviceDirectory(Protocol):
     """Cached device lookups for the hot path. Implementations are thread-safe."""
 
     def by_token(self, token: str) -> DeviceBinding | None: ...
+
+    def by_username(self, username: str) -> DeviceBinding | None:
+        """The device whose MQTT username this is (platform-wide)."""
+
+    def by_fingerprint(self, fingerprint: str) -> DeviceBinding | None:
+        """The device whose client certificate has this SHA-256 fingerprint (hex)."""
 
     def by_id(self, device: int) -> DeviceBinding | None:
         """Global lookup by device id; callers acting for a tenant check ``binding.tenant``."""

@@ -2,23 +2,37 @@
 
 Access tokens are stored as SHA-256 hex only; the plain token is returned once, at creation
 and on rotation. Every property of the product gets a series when the device is created.
+
+Besides its token a device may have MQTT username/password credentials (the password kept
+as an argon2 hash; usernames are unique platform-wide) and an X.509 client certificate,
+kept as the SHA-256 fingerprint of its DER encoding and its expiry. A certificate must be
+current and, when a platform CA is configured, issued by it.
 """
 
 from __future__ import annotations
 
 import builtins
 import hashlib
+import re
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from yugong.core.errors import Conflict, FieldError, NotFound
+from yugong.core.errors import Conflict, FieldError, InvalidInput, NotFound
 from yugong.infra.db import Database
+from yugong.security.passwords import Passwords
 from yugong.security.principal import Principal
 
+from .. import quotas_profiles as quotas
 from ._common import (
     UNSET,
     Notify,
@@ -35,6 +49,76 @@ from .products import add_series, property_ids
 from .records import ChangeEvent, DeviceCredentials, DeviceRecord, Listing, SeriesRecord
 
 TOKEN_BYTES = 24  # 32 URL-safe characters
+MQTT_PASSWORD_MIN = 8
+MQTT_PASSWORD_MAX = 256  # bounds the argon2 work one connect can cause
+_USERNAME = re.compile(r"[A-Za-z0-9._@:-]{1,128}")
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class CredentialInfo:
+    """Which credentials a device has; never a secret."""
+
+    device_id: int
+    token: bool
+    mqtt_username: str | None
+    cert_fingerprint: str | None
+    cert_not_after: datetime | None
+
+    @property
+    def kinds(self) -> list[str]:
+        found = ["token"] if self.token else []
+        if self.mqtt_username is not None:
+            found.append("mqtt")
+        if self.cert_fingerprint is not None:
+            found.append("x509")
+        return found
+
+
+def cert_fingerprint(der: bytes) -> str:
+    """SHA-256 of a certificate's DER encoding, lower hex: how devices are found by it."""
+    return hashlib.sha256(der).hexdigest()
+
+
+def _credential_info(d: Device) -> CredentialInfo:
+    return CredentialInfo(
+        d.id, bool(d.token_hash), d.mqtt_username, d.cert_fingerprint, d.cert_not_after
+    )
+
+
+def parse_certificate(
+    pem: str, ca_file: Path | None, now: datetime | None = None
+) -> x509.Certificate:
+    """The certificate in ``pem``, if it is current and (with ``ca_file``) issued by that CA;
+    else :class:`InvalidInput` saying which."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError as exc:
+        raise InvalidInput(
+            f"certificate is not a PEM X.509 certificate: {exc}",
+            [FieldError("certificate", "not a PEM X.509 certificate")],
+        ) from exc
+    now = now or datetime.now(UTC)
+    if cert.not_valid_after_utc <= now:
+        raise InvalidInput(
+            f"certificate expired at {cert.not_valid_after_utc.isoformat()}",
+            [FieldError("certificate", "expired")],
+        )
+    if cert.not_valid_before_utc > now:
+        raise InvalidInput(
+            f"certificate is not valid before {cert.not_valid_before_utc.isoformat()}",
+            [FieldError("certificate", "not yet valid")],
+        )
+    if ca_file is not None:
+        ca = x509.load_pem_x509_certificate(Path(ca_file).read_bytes())
+        try:
+            cert.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature) as exc:
+            raise InvalidInput(
+                f"certificate is not issued by the platform CA ({ca.subject.rfc4514_string()})",
+                [FieldError("certificate", "not issued by the platform CA")],
+            ) from exc
+    return cert
 
 
 def hash_token(token: str) -> str:
@@ -73,9 +157,29 @@ def _label(value: Any) -> str:
 
 
 class DeviceService:
-    def __init__(self, db: Database, notify: Notify) -> None:
+    def __init__(
+        self,
+        db: Database,
+        notify: Notify,
+        *,
+        passwords: Passwords | None = None,
+        ca_file: Path | None = None,
+    ) -> None:
         self._db = db
         self._notify = notify
+        self._passwords = passwords
+        # The CA device certificates must be issued by (the platform's): None accepts any.
+        self.ca_file = ca_file
+
+    @property
+    def passwords(self) -> Passwords:
+        if self._passwords is None:  # argon2 with its defaults, made on first use
+            self._passwords = Passwords()
+        return self._passwords
+
+    @passwords.setter
+    def passwords(self, value: Passwords) -> None:
+        self._passwords = value
 
     @staticmethod
     def _get(s: Session, p: Principal, device_id: int, tenant_id: int | None) -> Device:
@@ -159,6 +263,7 @@ class DeviceService:
                 attributes=clean_attributes(attributes),
             )
             self._check_name(s, tenant, name)
+            quotas.check_can_add(s, tenant, "devices")  # the tenant profile's max_devices
             with unique_violation(f"a device named {name!r} already exists", "name"):
                 s.add(d)
                 s.flush()
@@ -311,6 +416,128 @@ class DeviceService:
             tenant = d.tenant_id
         self._notify(ChangeEvent("device", "updated", tenant, device_id, devices=(device_id,)))
         return token
+
+    # Credentials -----------------------------------------------------------------------
+
+    def credentials(
+        self, p: Principal, device_id: int, *, tenant_id: int | None = None
+    ) -> CredentialInfo:
+        p.require("devices:credentials")
+        with self._db.session() as s:
+            return _credential_info(self._get(s, p, device_id, tenant_id))
+
+    def set_mqtt_credentials(
+        self,
+        p: Principal,
+        device_id: int,
+        *,
+        username: str,
+        password: str,
+        tenant_id: int | None = None,
+    ) -> CredentialInfo:
+        """Set (or replace) the device's MQTT username and password."""
+        p.require("devices:credentials")
+        if not isinstance(username, str) or not _USERNAME.fullmatch(username):
+            raise InvalidInput(
+                "username must be 1 to 128 characters of letters, digits and . _ @ : -",
+                [FieldError("username", "1 to 128 of letters, digits and . _ @ : -")],
+            )
+        if not isinstance(password, str) or not (
+            MQTT_PASSWORD_MIN <= len(password) <= MQTT_PASSWORD_MAX
+        ):
+            raise InvalidInput(
+                f"password must be {MQTT_PASSWORD_MIN} to {MQTT_PASSWORD_MAX} characters long",
+                [FieldError("password", f"{MQTT_PASSWORD_MIN} to {MQTT_PASSWORD_MAX} characters")],
+            )
+        password_hash = self.passwords.hash(password)  # before the transaction: it is slow
+        taken = f"the MQTT username {username!r} is already used by another device"
+        with self._db.session() as s:
+            d = self._get(s, p, device_id, tenant_id)
+            other = s.scalar(
+                select(Device.id).where(Device.mqtt_username == username, Device.id != d.id)
+            )
+            if other is not None:
+                raise Conflict(taken, [FieldError("username", "already used")])
+            d.mqtt_username = username
+            d.mqtt_password_hash = password_hash
+            with unique_violation(taken, "username"):
+                s.flush()
+            info = _credential_info(d)
+            tenant = d.tenant_id
+        self._notify(ChangeEvent("device", "updated", tenant, device_id, devices=(device_id,)))
+        return info
+
+    def delete_mqtt_credentials(
+        self, p: Principal, device_id: int, *, tenant_id: int | None = None
+    ) -> CredentialInfo:
+        p.require("devices:credentials")
+        with self._db.session() as s:
+            d = self._get(s, p, device_id, tenant_id)
+            d.mqtt_username = None
+            d.mqtt_password_hash = None
+            info = _credential_info(d)
+            tenant = d.tenant_id
+        self._notify(ChangeEvent("device", "updated", tenant, device_id, devices=(device_id,)))
+        return info
+
+    def set_certificate(
+        self,
+        p: Principal,
+        device_id: int,
+        *,
+        fingerprint: str | None = None,
+        certificate: str | None = None,
+        tenant_id: int | None = None,
+    ) -> CredentialInfo:
+        """Bind a client certificate: its PEM (checked: current, issued by the platform CA)
+        or only its SHA-256 fingerprint (the TLS handshake checks the rest)."""
+        p.require("devices:credentials")
+        if (fingerprint is None) == (certificate is None):
+            raise InvalidInput(
+                "give either the certificate (PEM) or its SHA-256 fingerprint",
+                [FieldError("certificate", "one of certificate, fingerprint is required")],
+            )
+        not_after: datetime | None = None
+        if certificate is not None:
+            cert = parse_certificate(certificate, self.ca_file)
+            fp = cert_fingerprint(cert.public_bytes(Encoding.DER))
+            not_after = cert.not_valid_after_utc
+        else:
+            fp = str(fingerprint).replace(":", "").strip().lower()
+            if not _FINGERPRINT.fullmatch(fp):
+                raise InvalidInput(
+                    "fingerprint must be the SHA-256 of the certificate's DER: 64 hex digits",
+                    [FieldError("fingerprint", "64 hex digits (SHA-256)")],
+                )
+        taken = "this certificate is already bound to another device"
+        with self._db.session() as s:
+            d = self._get(s, p, device_id, tenant_id)
+            other = s.scalar(
+                select(Device.id).where(Device.cert_fingerprint == fp, Device.id != d.id)
+            )
+            if other is not None:
+                raise Conflict(taken, [FieldError("certificate", "already used")])
+            d.cert_fingerprint = fp
+            d.cert_not_after = not_after
+            with unique_violation(taken, "certificate"):
+                s.flush()
+            info = _credential_info(d)
+            tenant = d.tenant_id
+        self._notify(ChangeEvent("device", "updated", tenant, device_id, devices=(device_id,)))
+        return info
+
+    def delete_certificate(
+        self, p: Principal, device_id: int, *, tenant_id: int | None = None
+    ) -> CredentialInfo:
+        p.require("devices:credentials")
+        with self._db.session() as s:
+            d = self._get(s, p, device_id, tenant_id)
+            d.cert_fingerprint = None
+            d.cert_not_after = None
+            info = _credential_info(d)
+            tenant = d.tenant_id
+        self._notify(ChangeEvent("device", "updated", tenant, device_id, devices=(device_id,)))
+        return info
 
     def series(
         self, p: Principal, device_id: int, *, tenant_id: int | None = None

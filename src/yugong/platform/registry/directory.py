@@ -1,15 +1,17 @@
 """The registry's :class:`~yugong.platform.registry.bindings.DeviceDirectory`: cached device
 bindings for the ingest hot path, and last-seen bookkeeping kept in memory between flushes.
 
-Devices of an inactive tenant do not resolve. Unknown tokens are remembered (bounded) so a
-client retrying a wrong token does not reach the database on every attempt; any
-invalidation forgets them, so a device created a moment later is found.
+Devices of an inactive tenant do not resolve. Unknown tokens (and MQTT usernames and
+certificate fingerprints) are remembered (bounded) so a client retrying a wrong one does not
+reach the database on every attempt; any invalidation forgets them, so a device created a
+moment later is found.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -63,6 +65,16 @@ def property_bindings(
     return out
 
 
+@dataclass(frozen=True)
+class _Keys:
+    """The index keys one cached device is filed under."""
+
+    token_hash: str
+    name: tuple[int, str]
+    username: str | None
+    fingerprint: str | None
+
+
 class RegistryDirectory:
     """Thread-safe cache of :class:`DeviceBinding` by id, token hash and (tenant, name)."""
 
@@ -72,8 +84,10 @@ class RegistryDirectory:
         self._by_id: dict[int, DeviceBinding] = {}
         self._by_token: dict[str, int] = {}
         self._by_name: dict[tuple[int, str], int] = {}
-        self._keys: dict[int, tuple[str, tuple[int, str]]] = {}  # device -> its index keys
-        self._missed_tokens: set[str] = set()
+        self._by_username: dict[str, int] = {}
+        self._by_fingerprint: dict[str, int] = {}
+        self._keys: dict[int, _Keys] = {}  # device -> its index keys
+        self._missed_tokens: set[str] = set()  # also "u:<username>" and "f:<fingerprint>"
         self._models: dict[tuple[int, int], tsl.ThingModel] = {}  # (product, version)
         self._generation = 0
         self._seen: dict[int, int] = {}  # device -> last seen (epoch µs), not yet flushed
@@ -90,6 +104,28 @@ class RegistryDirectory:
                 return None
         binding = self._load(Device.token_hash == digest, miss_token=digest)
         return binding
+
+    def by_username(self, username: str) -> DeviceBinding | None:
+        """The device with this MQTT username (usernames are unique platform-wide)."""
+        return self._lookup(self._by_username, username, "u:", Device.mqtt_username == username)
+
+    def by_fingerprint(self, fingerprint: str) -> DeviceBinding | None:
+        """The device whose client certificate has this SHA-256 fingerprint (lower hex)."""
+        fingerprint = fingerprint.lower()
+        return self._lookup(
+            self._by_fingerprint, fingerprint, "f:", Device.cert_fingerprint == fingerprint
+        )
+
+    def _lookup(
+        self, index: dict[str, int], key: str, miss_prefix: str, where: Any
+    ) -> DeviceBinding | None:
+        with self._lock:
+            device = index.get(key)
+            if device is not None:
+                return self._by_id.get(device)
+            if miss_prefix + key in self._missed_tokens:
+                return None
+        return self._load(where, miss_token=miss_prefix + key)
 
     def by_id(self, device: int) -> DeviceBinding | None:
         with self._lock:
@@ -111,13 +147,19 @@ class RegistryDirectory:
                 self._by_id.clear()
                 self._by_token.clear()
                 self._by_name.clear()
+                self._by_username.clear()
+                self._by_fingerprint.clear()
                 self._keys.clear()
                 return
             self._by_id.pop(device, None)
             keys = self._keys.pop(device, None)
             if keys is not None:
-                self._by_token.pop(keys[0], None)
-                self._by_name.pop(keys[1], None)
+                self._by_token.pop(keys.token_hash, None)
+                self._by_name.pop(keys.name, None)
+                if keys.username is not None:
+                    self._by_username.pop(keys.username, None)
+                if keys.fingerprint is not None:
+                    self._by_fingerprint.pop(keys.fingerprint, None)
 
     def _model(self, product: int, version: int, document: dict[str, Any]) -> tsl.ThingModel:
         key = (product, version)
@@ -142,6 +184,10 @@ class RegistryDirectory:
                     Device.gateway_id,
                     Device.is_gateway,
                     Device.token_hash,
+                    Device.mqtt_username,
+                    Device.mqtt_password_hash,
+                    Device.cert_fingerprint,
+                    Device.cert_not_after,
                     Product.version,
                     Product.tsl,
                 )
@@ -172,14 +218,32 @@ class RegistryDirectory:
             gateway=row.gateway_id,
             properties=property_bindings(model, series),
             is_gateway=bool(row.is_gateway),
+            mqtt_username=row.mqtt_username,
+            mqtt_password_hash=row.mqtt_password_hash,
+            cert_not_after=row.cert_not_after,
+        )
+        keys = _Keys(
+            row.token_hash, (row.tenant_id, row.name), row.mqtt_username, row.cert_fingerprint
         )
         with self._lock:
             # Cache only if nothing was invalidated while we read: otherwise it may be stale.
             if generation == self._generation:
+                old = self._keys.get(row.id)
+                if old is not None and old != keys:
+                    self._by_token.pop(old.token_hash, None)
+                    self._by_name.pop(old.name, None)
+                    if old.username is not None:
+                        self._by_username.pop(old.username, None)
+                    if old.fingerprint is not None:
+                        self._by_fingerprint.pop(old.fingerprint, None)
                 self._by_id[row.id] = binding
                 self._by_token[row.token_hash] = row.id
-                self._by_name[(row.tenant_id, row.name)] = row.id
-                self._keys[row.id] = (row.token_hash, (row.tenant_id, row.name))
+                self._by_name[keys.name] = row.id
+                if keys.username is not None:
+                    self._by_username[keys.username] = row.id
+                if keys.fingerprint is not None:
+                    self._by_fingerprint[keys.fingerprint] = row.id
+                self._keys[row.id] = keys
         return binding
 
     # Last seen ----------------------------------------------------------------------------

@@ -35,6 +35,7 @@ class TenantRecord:
     retention_days: int | None
     active: bool
     created_at: datetime
+    profile_id: int | None = None  # None: the default tenant profile
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from yugong.core.errors import Conflict, FieldError, Forbidden, NotFound
 from yugong.infra.db import Database
 from yugong.security.principal import Principal
 
+from .. import quotas_profiles as quotas
 from ._common import UNSET, Notify, check_paging, clean_name, invalid, unique_violation
 from .models import Asset, Device, Product, Series, Tenant
 from .records import ChangeEvent, Listing, TenantRecord
@@ -21,7 +22,9 @@ _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
 
 def _record(t: Tenant) -> TenantRecord:
-    return TenantRecord(t.id, t.name, t.slug, t.industry, t.retention_days, t.active, t.created_at)
+    return TenantRecord(
+        t.id, t.name, t.slug, t.industry, t.retention_days, t.active, t.created_at, t.profile_id
+    )
 
 
 def slugify(name: str) -> str:
@@ -107,6 +110,7 @@ class TenantService:
         )
         with self._db.session() as s:
             self._check_unique(s, name, slug_)
+            quotas.check_retention(s, t.retention_days, None)  # the default profile's maximum
             with unique_violation("a tenant with this name or slug already exists", "name"):
                 s.add(t)
                 s.flush()
@@ -140,6 +144,7 @@ class TenantService:
         industry: str | None = UNSET,
         retention_days: int | None = UNSET,
         active: bool = UNSET,
+        profile_id: int | None = UNSET,
     ) -> TenantRecord:
         self._require_platform(p, "change")
         with self._db.session() as s:
@@ -155,6 +160,10 @@ class TenantService:
                     t.retention_days = _retention(retention_days)
                 if active is not UNSET:
                     t.active = bool(active)
+                if profile_id is not UNSET:
+                    quotas.set_profile(s, t, profile_id)
+                elif retention_days is not UNSET:
+                    quotas.check_retention(s, t.retention_days, t.profile_id)
                 self._check_unique(s, t.name, t.slug, exclude=t.id)
             with unique_violation("a tenant with this name or slug already exists", "name"):
                 s.flush()

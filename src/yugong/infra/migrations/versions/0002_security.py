@@ -20,6 +20,10 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# SQLite batch mode rebuilds a table; it must keep AUTOINCREMENT (ids are never reused).
+_KEEP_IDS = {"sqlite_autoincrement": True}
+
+
 def upgrade() -> None:
     op.create_table(
         "audit_log",
@@ -118,7 +122,7 @@ def upgrade() -> None:
             }
         ],
     )
-    with op.batch_alter_table("devices", schema=None) as batch_op:
+    with op.batch_alter_table("devices", schema=None, table_kwargs=_KEEP_IDS) as batch_op:
         batch_op.add_column(sa.Column("mqtt_username", sa.String(length=128), nullable=True))
         batch_op.add_column(sa.Column("mqtt_password_hash", sa.String(length=255), nullable=True))
         batch_op.add_column(sa.Column("cert_fingerprint", sa.String(length=64), nullable=True))
@@ -128,7 +132,7 @@ def upgrade() -> None:
         )
         batch_op.create_unique_constraint(batch_op.f("uq_devices_mqtt_username"), ["mqtt_username"])
 
-    with op.batch_alter_table("tenants", schema=None) as batch_op:
+    with op.batch_alter_table("tenants", schema=None, table_kwargs=_KEEP_IDS) as batch_op:
         batch_op.add_column(sa.Column("profile_id", sa.Integer(), nullable=True))
         batch_op.create_index(batch_op.f("ix_tenants_profile_id"), ["profile_id"], unique=False)
         batch_op.create_foreign_key(
@@ -139,7 +143,7 @@ def upgrade() -> None:
             ondelete="SET NULL",
         )
 
-    with op.batch_alter_table("users", schema=None) as batch_op:
+    with op.batch_alter_table("users", schema=None, table_kwargs=_KEEP_IDS) as batch_op:
         batch_op.add_column(
             sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0")
         )
@@ -148,23 +152,25 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("totp_enabled", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+        batch_op.add_column(sa.Column("totp_last_step", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users", schema=None) as batch_op:
+    with op.batch_alter_table("users", schema=None, table_kwargs=_KEEP_IDS) as batch_op:
+        batch_op.drop_column("totp_last_step")
         batch_op.drop_column("totp_enabled")
         batch_op.drop_column("totp_secret")
         batch_op.drop_column("locked_until")
         batch_op.drop_column("failed_logins")
 
-    with op.batch_alter_table("tenants", schema=None) as batch_op:
+    with op.batch_alter_table("tenants", schema=None, table_kwargs=_KEEP_IDS) as batch_op:
         batch_op.drop_constraint(
             batch_op.f("fk_tenants_profile_id_tenant_profiles"), type_="foreignkey"
         )
         batch_op.drop_index(batch_op.f("ix_tenants_profile_id"))
         batch_op.drop_column("profile_id")
 
-    with op.batch_alter_table("devices", schema=None) as batch_op:
+    with op.batch_alter_table("devices", schema=None, table_kwargs=_KEEP_IDS) as batch_op:
         batch_op.drop_constraint(batch_op.f("uq_devices_mqtt_username"), type_="unique")
         batch_op.drop_constraint(batch_op.f("uq_devices_cert_fingerprint"), type_="unique")
         batch_op.drop_column("cert_not_after")

@@ -1,0 +1,1 @@
+"""Fuzzing: the HTTP API against its OpenAPI document, and the ingest payload parsers."""
