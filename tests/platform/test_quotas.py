@@ -19,9 +19,10 @@ from yugong.infra.db import Database
 from yugong.infra.timeseries import open_store
 from yugong.platform.quotas import IngestRateLimited, QuotaService, StorageFull
 from yugong.platform.quotas_profiles import QuotaExceeded
-from yugong.platform.ratelimit import Buckets, Charge, RateMeter, Streaks
+from yugong.platform.ratelimit import Buckets, Charge, RateAnomalies, RateMeter, Streaks
 from yugong.platform.registry.models import Tenant
 from yugong.platform.registry.service import Registry
+from yugong.security.events import SecurityEvents
 from yugong.security.models import SecurityEvent
 from yugong.security.principal import SYSTEM, Principal, Role
 from yugong.security.service import Security
@@ -427,3 +428,50 @@ async def test_batched_mqtt_and_sparkplug_paths_drop_and_count_over_limit_messag
     finally:
         await writer.close()
         store.close()
+
+
+def test_a_device_flooding_far_over_its_usual_rate_is_an_anomaly() -> None:
+    clock = Clock()
+    a = RateAnomalies(factor=10, min_per_min=100, warmup_min=3, clock=clock)
+    found = []
+    for minute in range(8):  # a steady 50 messages a minute
+        clock.now = minute * 60.0
+        found += [x for x in (a.add(7, 1) for _ in range(50)) if x]
+    assert found == []
+    clock.now = 8 * 60.0
+    for _ in range(2000):  # forty times its usual rate
+        a.add(7)
+    clock.now = 9 * 60.0
+    flood = a.add(7)  # the minute closes
+    assert flood is not None and flood.key == 7 and flood.per_min == 2000
+    assert 45 < flood.baseline <= 50
+    for _ in range(2000):  # still flooding: still anomalous (the baseline did not follow)
+        a.add(7)
+    clock.now = 10 * 60.0
+    assert a.add(7) is not None
+    b = RateAnomalies(factor=10, min_per_min=100, warmup_min=3, clock=clock)
+    for _ in range(5000):  # a new device has no usual rate yet: nothing to compare
+        b.add(8)
+    clock.now = 11 * 60.0
+    assert b.add(8) is None
+
+
+def test_rate_anomalies_become_security_events(db: Database) -> None:
+    tenant = add_tenant(db, "anomalous")
+    quotas = QuotaService(db, events=SecurityEvents(db), anomaly_min_per_min=100)
+    clock = Clock()
+    quotas.anomalies = RateAnomalies(factor=10, min_per_min=100, warmup_min=2, clock=clock)
+    for minute in range(4):
+        clock.now = minute * 60.0
+        for _ in range(20):
+            quotas.admit_ingest(tenant, 42, 1, 1)
+    clock.now = 4 * 60.0
+    for _ in range(1000):
+        quotas.admit_ingest(tenant, 42, 1, 1)
+    clock.now = 5 * 60.0
+    quotas.admit_ingest(tenant, 42, 1, 1)
+    assert quotas.flush_events() == 1
+    with db.session() as s:
+        row = s.scalars(select(SecurityEvent).where(SecurityEvent.kind == "rate_anomaly")).one()
+        assert (row.tenant_id, row.device_id) == (tenant, 42)
+        assert row.detail["messages_per_min"] == 1000 and row.detail["usual_per_min"] <= 20

@@ -164,6 +164,12 @@ class Settings(BaseSettings):
     malformed_flood_per_min: int = Field(
         100, ge=1, description="Malformed messages a minute from one device: an event, a block."
     )
+    rate_anomaly_factor: float = Field(
+        10.0, gt=1, description="A device's minute this many times its usual rate: an event."
+    )
+    rate_anomaly_min_per_min: int = Field(
+        600, ge=1, description="... and over this many messages (smaller jumps are noise)."
+    )
     integrity_check_interval_s: float = Field(
         300.0, ge=0, description="Seconds between checks of code and web assets (0: off)."
     )

@@ -41,7 +41,15 @@ from yugong.platform.quotas_profiles import (
     effective_retention,
     watchers,
 )
-from yugong.platform.ratelimit import Buckets, Charge, RateMeter, Refusal, Streaks
+from yugong.platform.ratelimit import (
+    Anomaly,
+    Buckets,
+    Charge,
+    RateAnomalies,
+    RateMeter,
+    Refusal,
+    Streaks,
+)
 from yugong.platform.registry.models import Tenant
 from yugong.platform.registry.records import ChangeEvent
 from yugong.security.principal import Principal
@@ -104,6 +112,8 @@ class QuotaService:
         events: Any = None,
         burst_s: float = 1.0,
         disconnect_after_s: int = 5,
+        anomaly_factor: float = 10.0,
+        anomaly_min_per_min: int = 600,
     ) -> None:
         self.db = db
         self.store = store  # a TimeSeriesStore, for stored bytes
@@ -114,6 +124,8 @@ class QuotaService:
         self.messages = RateMeter()
         self.points = RateMeter()
         self.requests = RateMeter()
+        self.anomalies = RateAnomalies(factor=anomaly_factor, min_per_min=anomaly_min_per_min)
+        self._anomalous: list[tuple[int, Anomaly]] = []  # (tenant, anomaly) not yet reported
         self.started = time.time()
         self._lock = threading.Lock()
         self._limits: dict[int, Limits] | None = None
@@ -189,6 +201,11 @@ class QuotaService:
                 charges.append(Charge(D_MSG, device, lim.device_messages_per_s, messages))
             if lim.device_points_per_s is not None and points:
                 charges.append(Charge(D_PTS, device, lim.device_points_per_s, points))
+        if device is not None and messages:
+            anomaly = self.anomalies.add(device, messages)
+            if anomaly is not None:
+                with self._lock:
+                    self._anomalous.append((tenant, anomaly))
         refusal = self.buckets.take(charges) if charges else None
         if refusal is None:
             self.messages.add(tenant, messages)
@@ -248,8 +265,18 @@ class QuotaService:
         per (tenant, device, limit); returns how many were recorded. Blocks (database)."""
         with self._lock:
             pending, self._pending = self._pending, {}
+            anomalous, self._anomalous = self._anomalous, []
         if self.events is None:
             return 0
+        for tenant, a in anomalous:
+            self.events.record(
+                "rate_anomaly",
+                "warning",
+                tenant_id=tenant,
+                device_id=a.key,
+                subject="messages_per_min",
+                detail={"messages_per_min": a.per_min, "usual_per_min": round(a.baseline, 1)},
+            )
         for (tenant, device, limit), n in pending.items():
             self.events.record(
                 "rate_limited",
@@ -259,7 +286,7 @@ class QuotaService:
                 subject=limit,
                 detail={"limit": limit, "refused": n},
             )
-        return len(pending)
+        return len(pending) + len(anomalous)
 
     # Stored bytes -----------------------------------------------------------------------------
 

@@ -162,4 +162,70 @@ class Streaks:
             return False
 
 
-__all__ = ["Buckets", "Charge", "RateMeter", "Refusal", "Streaks"]
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    key: int
+    per_min: int  # messages in the minute that just ended
+    baseline: float  # the key's usual messages a minute
+
+
+class RateAnomalies:
+    """A key (device) suddenly sending far more than it usually does: each whole minute's
+    count is compared with an exponentially weighted baseline of the minutes before it.
+
+    A minute counts as anomalous when it is over ``factor`` times the baseline and over
+    ``min_per_min`` (small absolute jumps are noise); a key needs ``warmup_min`` minutes of
+    history first. Anomalous minutes do not raise the baseline, so a flood stays visible.
+    Cost per message: one dict lookup and an add."""
+
+    def __init__(
+        self,
+        *,
+        factor: float = 10.0,
+        min_per_min: int = 600,
+        warmup_min: int = 5,
+        alpha: float = 0.1,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.factor = factor
+        self.min_per_min = min_per_min
+        self.warmup_min = warmup_min
+        self.alpha = alpha
+        self._clock = clock
+        self._lock = threading.Lock()
+        # key -> [minute, count this minute, baseline, minutes of history]
+        self._state: dict[int, list[float]] = {}
+
+    def add(self, key: int, n: int = 1) -> Anomaly | None:
+        """Count ``n`` messages; returns the anomaly when a closed minute was one."""
+        minute = int(self._clock() // 60)
+        with self._lock:
+            st = self._state.get(key)
+            if st is None:
+                self._state[key] = [minute, n, 0.0, 0]
+                return None
+            if st[0] == minute:
+                st[1] += n
+                return None
+            found = self._close(key, st, minute)
+            st[0], st[1] = minute, n
+            return found
+
+    def _close(self, key: int, st: list[float], minute: int) -> Anomaly | None:
+        count, baseline, history = st[1], st[2], st[3]
+        idle = int(minute - st[0] - 1)  # whole minutes with no message at all
+        found = None
+        if (
+            history >= self.warmup_min
+            and count > self.min_per_min
+            and count > self.factor * max(baseline, 1.0)
+        ):
+            found = Anomaly(key, int(count), baseline)
+        else:
+            baseline = count if history == 0 else baseline + self.alpha * (count - baseline)
+        baseline *= (1 - self.alpha) ** min(idle, 100)
+        st[2], st[3] = baseline, history + 1 + idle
+        return found
+
+
+__all__ = ["Anomaly", "Buckets", "Charge", "RateAnomalies", "RateMeter", "Refusal", "Streaks"]

@@ -70,6 +70,8 @@ class Platform:
             events=self.security.events,
             burst_s=s.quota_burst_s,
             disconnect_after_s=s.quota_disconnect_after_s,
+            anomaly_factor=s.rate_anomaly_factor,
+            anomaly_min_per_min=s.rate_anomaly_min_per_min,
         )
         self.registry = Registry(self.db, on_event=self.quotas.on_registry_event)
         # Device MQTT passwords share the users' argon2 hasher; certificates the platform CA.
