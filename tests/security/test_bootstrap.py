@@ -10,7 +10,7 @@ from yugong.core.errors import Conflict, InvalidInput
 from yugong.core.settings import Settings
 from yugong.infra.db import Database
 from yugong.security.bootstrap import ensure_platform_admin
-from yugong.security.passwords import Passwords
+from yugong.security.passwords import PasswordPolicy, Passwords
 from yugong.security.principal import SYSTEM, Role
 from yugong.security.service import Security
 
@@ -62,3 +62,18 @@ def test_name_taken_by_a_tenant_user(sqlite_db: Database, tmp_path: Path) -> Non
     )
     with pytest.raises(Conflict, match="YUGONG_ADMIN_USERNAME"):
         ensure_platform_admin(sqlite_db, settings, passwords=Passwords(cheap_hasher()))
+
+
+def test_the_deployment_policy_applies_to_the_bootstrap_admin(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    strict = Settings(data_dir=tmp_path, secret_key=SECRET, password_min_classes=4)
+    with pytest.raises(InvalidInput, match="at least 4 of") as e:
+        ensure_platform_admin(
+            sqlite_db,
+            strict.model_copy(update={"admin_password": "only-lower-and-dash"}),
+            passwords=Passwords(cheap_hasher()),
+        )
+    assert e.value.errors[0].loc == "admin_password"
+    generated = ensure_platform_admin(sqlite_db, strict, passwords=Passwords(cheap_hasher()))
+    assert generated is not None and PasswordPolicy.from_settings(strict).problems(generated) == []

@@ -44,7 +44,9 @@ def ensure_platform_admin(
             )
     generated = settings.admin_password is None
     password = generate_password() if settings.admin_password is None else settings.admin_password
-    (policy or PasswordPolicy()).check(password, settings.admin_username, loc="admin_password")
+    (policy or PasswordPolicy.from_settings(settings)).check(
+        password, settings.admin_username, loc="admin_password"
+    )
     pw = passwords or Passwords()
     try:
         with db.session() as s:

@@ -107,16 +107,19 @@ class Passwords:
             return True
 
 
-_ALPHABET = string.ascii_letters + string.digits
+_SYMBOLS = "-_.=@"  # safe in shells and YAML without quoting
+_ALPHABET = string.ascii_letters + string.digits + _SYMBOLS
 
 
 def generate_password(length: int = 20) -> str:
-    """A random password with lower, upper and digits (about 119 bits at 20 characters)."""
+    """A random password with all four character classes (lower, upper, digit, other), so it
+    passes any policy; about 120 bits at 20 characters."""
     while True:
         pw = "".join(secrets.choice(_ALPHABET) for _ in range(length))
         if (
             any(c.islower() for c in pw)
             and any(c.isupper() for c in pw)
             and any(c.isdigit() for c in pw)
+            and any(c in _SYMBOLS for c in pw)
         ):
             return pw
