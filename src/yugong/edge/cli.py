@@ -21,6 +21,7 @@ from yugong.core.errors import YugongError
 from yugong.edge.config import GatewayConfig, ResolvedConnector, load_config, resolve
 from yugong.edge.profiles import DeviceProfile, Point
 from yugong.edge.registers import Block, plan
+from yugong.edge.secrets import KEY_ENV, KEY_FILE_ENV, edge_key, seal
 
 Handler = Callable[[argparse.Namespace, Any], int]
 AddCommand = Callable[[Any, str, Handler, str], argparse.ArgumentParser]
@@ -36,6 +37,22 @@ def add_edge_commands(subparsers: Any, add: AddCommand) -> None:
     run.add_argument("--log-level", default="INFO")
     check = add(edge, "check", cmd_edge_check, "validate a gateway config and print its plan")
     check.add_argument("-c", "--config", dest="gateway_config", required=True, help="gateway YAML")
+    add(edge, "seal", cmd_edge_seal, "seal a secret (read from stdin) for a gateway config")
+
+
+def cmd_edge_seal(args: argparse.Namespace, settings: Any = None) -> int:
+    """Read one secret from stdin (not the command line: it would stay in shell history)
+    and print it sealed with YUGONG_EDGE_KEY, ready to paste into a gateway YAML."""
+    key = edge_key()
+    if key is None:
+        print(f"yugong edge seal: set {KEY_ENV} (or {KEY_FILE_ENV}) first", file=sys.stderr)
+        return 2
+    plain = sys.stdin.readline().rstrip("\r\n")
+    if not plain:
+        print("yugong edge seal: nothing to seal on stdin", file=sys.stderr)
+        return 2
+    print(seal(plain, key))
+    return 0
 
 
 def cmd_edge_check(args: argparse.Namespace, settings: Any = None) -> int:

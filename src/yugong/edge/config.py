@@ -51,6 +51,7 @@ from yugong.edge.profiles import (
     load_profile,
     parse_profile,
 )
+from yugong.edge.secrets import open_sealed
 
 ConnectorProtocol = Literal["modbus", "opcua", "mqtt_json", "http_json", "simulator"]
 
@@ -253,6 +254,7 @@ def parse_config(
             f"{source}: a gateway config is a mapping with gateway, connectors, buffer, uplink",
             [FieldError(source, "not a mapping")],
         )
+    data = open_sealed(data, source)
     try:
         cfg = GatewayConfig.model_validate(dict(data))
     except ProfileError as e:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from yugong.core.errors import FieldError, InvalidInput
 from yugong.core.timeutil import parse_duration_us
 from yugong.core.yamlfile import read_yaml
+from yugong.edge.secrets import open_sealed
 
 Protocol = Literal[
     "modbus_tcp",
@@ -489,6 +490,7 @@ def parse_profile(data: Any, *, source: str = "<profile>") -> DeviceProfile:
             f"{source}: a device profile is a mapping with name, protocol, connection and points",
             [FieldError(source, "not a mapping")],
         )
+    data = open_sealed(data, source, ProfileError)
     try:
         return DeviceProfile.model_validate(data)
     except ProfileError as e:
