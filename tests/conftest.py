@@ -4,6 +4,7 @@ CI=true an unreachable service fails the run instead of skipping."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -12,9 +13,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
+
+from yugong.infra.db import Database
+from yugong.infra.migrate import sqlalchemy_url, upgrade
 
 PG_HOST = os.environ.get("YUGONG_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("YUGONG_TEST_PG_PORT", "5432"))
@@ -26,6 +30,28 @@ MOSQUITTO_PORT = int(os.environ.get("YUGONG_TEST_MQTT_PORT", "1883"))
 MOSQUITTO_BIN = "/usr/sbin/mosquitto"
 
 T = TypeVar("T")
+
+# A sensor product's thing model: a read-only temperature and a read-write mode.
+TEMPERATURE_MODE_TSL: dict[str, Any] = {
+    "schema": "https://iotx-tsl.oss-ap-southeast-1.aliyuncs.com/schema.json",
+    "profile": {"productKey": "sensor"},
+    "properties": [
+        {
+            "identifier": "temperature",
+            "name": "Temperature",
+            "accessMode": "r",
+            "dataType": {"type": "float", "specs": {"min": "-40", "max": "125", "unit": "°C"}},
+        },
+        {
+            "identifier": "mode",
+            "name": "Mode",
+            "accessMode": "rw",
+            "dataType": {"type": "enum", "specs": {"0": "auto", "1": "manual"}},
+        },
+    ],
+    "events": [],
+    "services": [],
+}
 
 
 def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -127,3 +153,19 @@ def pg_url() -> Iterator[str]:
 def mosquitto() -> tuple[str, int]:
     need_service("Mosquitto", MOSQUITTO_HOST, MOSQUITTO_PORT)
     return MOSQUITTO_HOST, MOSQUITTO_PORT
+
+
+@contextlib.contextmanager
+def migrated_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """For a fixture parametrised by database ("sqlite", else PostgreSQL): a fresh database
+    with every migration applied, disposed afterwards."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'registry.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    upgrade(url)
+    database = Database(sqlalchemy_url(url))
+    try:
+        yield database
+    finally:
+        database.dispose()

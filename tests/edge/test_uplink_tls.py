@@ -3,7 +3,7 @@ that requires a client certificate signed by our CA and a user name and password
 
 The node is built the way the gateway builds it: a YAML gateway config (``uplink.broker:
 mqtts://...``, ``uplink.tls``, ``username``/``password``) through ``from_gateway``. Every
-certificate is made here with ``cryptography``; an observer connected over TLS sees what the
+certificate is made with ``yugong.security.pki``; an observer connected over TLS sees what the
 node publishes.
 """
 
@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime as dt
 import getpass
-import ipaddress
 import logging
 import ssl
 import subprocess
@@ -28,10 +26,6 @@ import paho.mqtt.client as mqtt
 import pysparkplug as psp
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.conftest import MOSQUITTO_BIN, PrivateMosquitto, need_programs, until
 from tests.edge.sparkplug_observer import Observer, decode
@@ -41,6 +35,7 @@ from yugong.edge.config import load_config
 from yugong.edge.gateway import EdgeGateway
 from yugong.edge.samples import edge_batch
 from yugong.edge.uplink import EdgeNode, SparkplugUplink, from_gateway
+from yugong.security.pki import Issued, PkiPaths, create_ca, issue_device, issue_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -51,112 +46,25 @@ UPLINK_LOGGER = "yugong.edge.uplink"
 
 # --------------------------------------------------------------------------- certificates
 @dataclasses.dataclass(frozen=True)
-class Issued:
-    cert: Path
-    key: Path
-
-
-class CA:
-    """A certificate authority of its own; issues server and client certificates."""
-
-    def __init__(self, folder: Path, name: str) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = dt.datetime.now(dt.UTC)
-        self.name = subject
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-        self.path = folder / f"{name}.pem"
-        self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
-
-    def issue(self, folder: Path, cn: str, *, server: bool) -> Issued:
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.UTC)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(self.name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                critical=False,
-            )
-        )
-        if server:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-                ),
-                critical=False,
-            )
-        cert = builder.sign(self.key, hashes.SHA256())
-        issued = Issued(folder / f"{cn}.pem", folder / f"{cn}.key")
-        issued.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        issued.key.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        issued.key.chmod(0o600)
-        return issued
-
-
-@dataclasses.dataclass(frozen=True)
 class Pki:
     folder: Path
-    ca: CA
-    other_ca: CA  # trusted by nobody: the "wrong CA"
+    ca: Path
+    other_ca: Path  # trusted by nobody: the "wrong CA"
     server: Issued
     client: Issued
 
 
 @pytest.fixture
 def pki(tmp_path: Path) -> Pki:
+    """Made with the platform's own PKI functions: a CA, a server certificate for the broker
+    and a client certificate for the gateway, and a second CA nobody trusts."""
     folder = tmp_path / "pki"  # next to the gateway config, which names files relative to it
-    folder.mkdir()
-    ca = CA(folder, "plant-ca")
-    other = CA(folder, "other-ca")
-    server = ca.issue(folder, "broker", server=True)
-    client = ca.issue(folder, "gateway", server=False)
-    return Pki(folder, ca, other, server, client)
+    plant, other = PkiPaths(folder), PkiPaths(folder / "other")
+    create_ca(plant, common_name="plant-ca")
+    create_ca(other, common_name="other-ca")
+    server = issue_server(plant, ["127.0.0.1", "localhost"], days=1)
+    client = issue_device(plant, "gateway", tenant=1, device_id=1, out_dir=folder, days=1)
+    return Pki(folder, plant.ca_cert, other.ca_cert, server, client)
 
 
 # --------------------------------------------------------------------------- the broker
@@ -173,9 +81,9 @@ def tls_broker(folder: Path, pki: Pki) -> PrivateMosquitto:
         folder,
         [
             f"user {getpass.getuser()}",  # as root: stay root, read tmp_path
-            f"cafile {pki.ca.path}",
-            f"certfile {pki.server.cert}",
-            f"keyfile {pki.server.key}",
+            f"cafile {pki.ca}",
+            f"certfile {pki.server.cert_file}",
+            f"keyfile {pki.server.key_file}",
             "tls_version tlsv1.2",  # 1.2 or newer
             "require_certificate true",
             "use_identity_as_username false",
@@ -218,9 +126,9 @@ def observer(broker: PrivateMosquitto, pki: Pki, group: str) -> Iterator[Observe
         group,
         username=USER,
         password=PASSWORD,
-        ca_file=pki.ca.path,
-        cert_file=pki.client.cert,
-        key_file=pki.client.key,
+        ca_file=pki.ca,
+        cert_file=pki.client.cert_file,
+        key_file=pki.client.key_file,
     )
     try:
         sock = obs.client.socket()
@@ -305,9 +213,9 @@ async def test_births_and_data_over_tls_with_client_credentials(
         broker.port,
         group,
         tls={
-            "ca_file": str(pki.ca.path),
-            "cert_file": str(pki.client.cert.relative_to(tmp_path)),
-            "key_file": str(pki.client.key.relative_to(tmp_path)),
+            "ca_file": str(pki.ca),
+            "cert_file": str(pki.client.cert_file.relative_to(tmp_path)),
+            "key_file": str(pki.client.key_file.relative_to(tmp_path)),
         },
     )
     uplink = build_uplink(config_file)
@@ -320,9 +228,9 @@ async def test_births_and_data_over_tls_with_client_credentials(
     )
     assert (cfg.username, cfg.password) == (USER, PASSWORD)
     assert (cfg.ca_file, cfg.cert_file, cfg.key_file) == (
-        pki.ca.path,
-        pki.client.cert,
-        pki.client.key,
+        pki.ca,
+        pki.client.cert_file,
+        pki.client.key_file,
     )
     buffer.append(edge_batch(DEVICE, ["speed", "level"], 1_000_000, [1234.5, 6.25]))
     buffer.append(edge_batch(DEVICE, ["speed"], 2_000_000, [999.0]))
@@ -382,13 +290,13 @@ async def test_refused_links_log_clearly_and_keep_retrying(
 ) -> None:
     caplog.set_level(logging.INFO, logger=UPLINK_LOGGER)
     tls: dict[str, Any] = {
-        "ca_file": str(pki.ca.path),
-        "cert_file": str(pki.client.cert),
-        "key_file": str(pki.client.key),
+        "ca_file": str(pki.ca),
+        "cert_file": str(pki.client.cert_file),
+        "key_file": str(pki.client.key_file),
     }
     password = PASSWORD
     if case == "wrong_ca":
-        tls["ca_file"] = str(pki.other_ca.path)
+        tls["ca_file"] = str(pki.other_ca)
     elif case == "no_client_certificate":
         del tls["cert_file"], tls["key_file"]
     else:

@@ -25,7 +25,7 @@ from schemathesis import BaseSchema, Case, GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 from schemathesis.openapi import from_url
 
-from tests.conftest import free_port
+from tests.conftest import TEMPERATURE_MODE_TSL, free_port
 from yugong.api.app import create_app
 from yugong.core.settings import Settings
 from yugong.server import BackgroundServer
@@ -33,27 +33,6 @@ from yugong.server import BackgroundServer
 ADMIN_PASSWORD = "Root-Pass-2026!x"
 PASSWORD = "Plain-Pass-2026!y"
 EXAMPLES = 20  # per operation: the whole run stays well under 90 s on two cores
-
-TSL: dict[str, Any] = {
-    "schema": "https://iotx-tsl.oss-ap-southeast-1.aliyuncs.com/schema.json",
-    "profile": {"productKey": "sensor"},
-    "properties": [
-        {
-            "identifier": "temperature",
-            "name": "Temperature",
-            "accessMode": "r",
-            "dataType": {"type": "float", "specs": {"min": "-40", "max": "125", "unit": "°C"}},
-        },
-        {
-            "identifier": "mode",
-            "name": "Mode",
-            "accessMode": "rw",
-            "dataType": {"type": "enum", "specs": {"0": "auto", "1": "manual"}},
-        },
-    ],
-    "events": [],
-    "services": [],
-}
 
 
 class Live:
@@ -97,7 +76,7 @@ class Live:
     def populate(self, h: dict[str, str]) -> tuple[int, int]:
         """An asset, a product, a device with three temperatures; (product, device)."""
         self.call("POST", "/api/v1/assets", h, 201, json={"name": "Site", "kind": "site"})
-        product = self.call("POST", "/api/v1/products/import", h, 201, json=TSL)
+        product = self.call("POST", "/api/v1/products/import", h, 201, json=TEMPERATURE_MODE_TSL)
         device = self.call(
             "POST", "/api/v1/devices", h, 201, json={"name": "dev-1", "product_id": product["id"]}
         )

@@ -25,7 +25,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 
-from tests.conftest import free_port
+from tests.conftest import free_port, migrated_db
 from tests.integration.conftest import Api, TenantWorld, make_settings
 from yugong.edge.config import parse_config
 from yugong.edge.gateway import EdgeGateway
@@ -461,17 +461,8 @@ def test_edge_gateway_sparkplug_over_tls_with_its_certificate(rig: Rig, tmp_path
 # --------------------------------------------------------------------------- the service
 @pytest.fixture(params=["sqlite", "postgresql"])
 def registry_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    from yugong.infra.db import Database
-    from yugong.infra.migrate import sqlalchemy_url, upgrade
-
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'registry.db'}"
-    else:
-        url = sqlalchemy_url(request.getfixturevalue("pg_url"))
-    upgrade(url)
-    database = Database(url)
-    yield database
-    database.dispose()
+    with migrated_db(request, tmp_path) as database:
+        yield database
 
 
 def test_credentials_service_and_directory_lookups(registry_db: Any, tmp_path: Path) -> None:

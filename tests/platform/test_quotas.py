@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 from sqlalchemy import select
 
+from tests.conftest import migrated_db
 from tests.security.conftest import add_tenant, add_user, cheap_hasher, make_db
 from yugong.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from yugong.core.samples import SAMPLE_SCHEMA
@@ -140,15 +141,8 @@ def test_streaks_need_consecutive_seconds() -> None:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'registry.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    database = make_db(url)
-    try:
+    with migrated_db(request, tmp_path) as database:
         yield database
-    finally:
-        database.dispose()
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from tests.conftest import migrated_db
 from yugong.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from yugong.infra.db import Database
-from yugong.infra.migrate import sqlalchemy_url, upgrade
 from yugong.platform.registry import ChangeEvent, Registry
 from yugong.security.principal import Principal, Role
 
@@ -45,14 +45,8 @@ TSL: dict[str, Any] = {
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'registry.db'}"
-    else:
-        url = sqlalchemy_url(request.getfixturevalue("pg_url"))
-    upgrade(url)
-    database = Database(url)
-    yield database
-    database.dispose()
+    with migrated_db(request, tmp_path) as database:
+        yield database
 
 
 class World:

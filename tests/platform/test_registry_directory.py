@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
+from tests.conftest import migrated_db
 from yugong.core.timeutil import now_us
 from yugong.infra.db import Database
-from yugong.infra.migrate import sqlalchemy_url, upgrade
 from yugong.platform.registry import Registry, RegistryDirectory
 from yugong.platform.registry.bindings import DeviceDirectory, PropertyBinding
 from yugong.security.principal import Principal, Role
@@ -80,14 +80,8 @@ TSL: dict[str, Any] = {
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'registry.db'}"
-    else:
-        url = sqlalchemy_url(request.getfixturevalue("pg_url"))
-    upgrade(url)
-    database = Database(url)
-    yield database
-    database.dispose()
+    with migrated_db(request, tmp_path) as database:
+        yield database
 
 
 class Rig:

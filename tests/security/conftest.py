@@ -11,6 +11,7 @@ import pytest
 from argon2 import PasswordHasher
 from argon2.profiles import CHEAPEST
 
+from tests.conftest import migrated_db
 from yugong.core.settings import Settings
 from yugong.infra.db import Database
 from yugong.infra.migrate import sqlalchemy_url, upgrade
@@ -33,15 +34,8 @@ def make_db(url: str) -> Database:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'registry.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    database = make_db(url)
-    try:
+    with migrated_db(request, tmp_path) as database:
         yield database
-    finally:
-        database.dispose()
 
 
 @pytest.fixture

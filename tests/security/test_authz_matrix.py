@@ -32,6 +32,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from tests.conftest import TEMPERATURE_MODE_TSL
 from yugong.api.app import create_app
 from yugong.core.settings import Settings
 from yugong.platform.runtime import Platform
@@ -44,27 +45,6 @@ OTHER_PASSWORD = "Other-Pass-2026!z"
 OK = (200, 201, 204)
 TOTP_REFUSED = (400, 409, 422)
 MQTT_PASSWORD = "Mqtt-Pass-2026"
-
-TSL: dict[str, Any] = {
-    "schema": "https://iotx-tsl.oss-ap-southeast-1.aliyuncs.com/schema.json",
-    "profile": {"productKey": "sensor"},
-    "properties": [
-        {
-            "identifier": "temperature",
-            "name": "Temperature",
-            "accessMode": "r",
-            "dataType": {"type": "float", "specs": {"min": "-40", "max": "125", "unit": "°C"}},
-        },
-        {
-            "identifier": "mode",
-            "name": "Mode",
-            "accessMode": "rw",
-            "dataType": {"type": "enum", "specs": {"0": "auto", "1": "manual"}},
-        },
-    ],
-    "events": [],
-    "services": [],
-}
 
 
 def app_routes(app: FastAPI) -> set[tuple[str, str]]:
@@ -172,7 +152,14 @@ class Env:
 
     def product(self, tenant: int, key: str) -> int:
         params = {"key": key, "name": key.title(), "tenant_id": tenant}
-        out = self.call("POST", "/api/v1/products/import", self.root, 201, params=params, json=TSL)
+        out = self.call(
+            "POST",
+            "/api/v1/products/import",
+            self.root,
+            201,
+            params=params,
+            json=TEMPERATURE_MODE_TSL,
+        )
         return int(out["id"])
 
     def device(self, tenant: int, product: int, name: str) -> Any:
@@ -427,7 +414,7 @@ FACTORIES: dict[tuple[str, str], Factory] = {
         "POST",
         f"{V1}/products/import",
         params={"key": e.unique("imported"), "name": "Imported", "tenant_id": t.id},
-        json=TSL,
+        json=TEMPERATURE_MODE_TSL,
     ),
     ("GET", f"{V1}/products/{{product_id}}"): lambda e, c, t: Req(
         "GET", f"{V1}/products/{t.product}", params=named(c, t)
@@ -440,7 +427,7 @@ FACTORIES: dict[tuple[str, str], Factory] = {
         "GET", f"{V1}/products/{t.product}/tsl", params=named(c, t)
     ),
     ("PUT", f"{V1}/products/{{product_id}}/tsl"): lambda e, c, t: Req(
-        "PUT", f"{V1}/products/{t.product}/tsl", params=named(c, t), json=TSL
+        "PUT", f"{V1}/products/{t.product}/tsl", params=named(c, t), json=TEMPERATURE_MODE_TSL
     ),
     # Devices
     ("GET", f"{V1}/devices"): lambda e, c, t: Req(

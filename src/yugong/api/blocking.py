@@ -6,53 +6,27 @@ from __future__ import annotations
 
 import asyncio
 
-import orjson
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from yugong.api.problems import PROBLEM_JSON
+from yugong.api.problems import send_problem
+from yugong.core.asgi import HttpMiddleware, client_ip
 from yugong.security.blocks import Blocks
 
 
-class BlockedAddresses:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class BlockedAddresses(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         security = getattr(scope["app"].state, "security", None) if "app" in scope else None
-        client = scope.get("client")
-        if security is not None and client:
+        ip = client_ip(scope)
+        if security is not None and ip is not None:
             blocks: Blocks = security.blocks
             if blocks.stale:
                 await asyncio.to_thread(blocks.refresh)  # keep the table read off the loop
-            until = blocks.is_blocked("ip", client[0])
+            until = blocks.is_blocked("ip", ip)
             if until is not None:
-                await self._refuse(scope, send, client[0], until.isoformat())
+                detail = (
+                    f"requests from {ip} are blocked until {until.isoformat()} "
+                    "after repeated security events; ask an administrator to lift the block"
+                )
+                await send_problem(scope, send, 403, "Address blocked", detail)
                 return
         await self.app(scope, receive, send)
-
-    @staticmethod
-    async def _refuse(scope: Scope, send: Send, ip: str, until: str) -> None:
-        body = orjson.dumps(
-            {
-                "type": "about:blank",
-                "title": "Address blocked",
-                "status": 403,
-                "detail": f"requests from {ip} are blocked until {until} "
-                "after repeated security events; ask an administrator to lift the block",
-                "instance": scope.get("path", ""),
-            }
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 403,
-                "headers": [
-                    (b"content-type", PROBLEM_JSON.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})

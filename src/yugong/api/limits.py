@@ -3,10 +3,9 @@ while it streams (chunked bodies)."""
 
 from __future__ import annotations
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from yugong.api.problems import PROBLEM_JSON
+from yugong.api.problems import send_problem
 
 
 class BodyTooLarge(Exception):
@@ -51,23 +50,5 @@ class BodySizeLimit:
                 await self._reject(scope, send)
 
     async def _reject(self, scope: Scope, send: Send) -> None:
-        body = orjson.dumps(
-            {
-                "type": "about:blank",
-                "title": "Payload too large",
-                "status": 413,
-                "detail": f"request body exceeds the limit of {self.max_bytes} bytes",
-                "instance": scope.get("path", ""),
-            }
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", PROBLEM_JSON.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        detail = f"request body exceeds the limit of {self.max_bytes} bytes"
+        await send_problem(scope, send, 413, "Payload too large", detail)

@@ -19,9 +19,9 @@ import hashlib
 from collections import OrderedDict
 from typing import Any
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from yugong.api.problems import send_problem
 from yugong.security.context import current
 
 MAX_CREDENTIALS = 10_000  # remembered credential digests (least recently used go first)
@@ -86,25 +86,5 @@ class ApiRateLimit:
 
 
 async def _problem(scope: Scope, send: Send, exc: Any) -> None:
-    body = orjson.dumps(
-        {
-            "type": "about:blank",
-            "title": exc.title,
-            "status": exc.status,
-            "detail": exc.detail,
-            "instance": scope.get("path", ""),
-            **exc.extra(),
-        }
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": exc.status,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(exc.retry_after).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    retry_after = (b"retry-after", str(exc.retry_after).encode())
+    await send_problem(scope, send, exc.status, exc.title, exc.detail, [retry_after], exc.extra())

@@ -15,7 +15,9 @@ import hashlib
 import re
 from collections.abc import Iterable
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from yugong.core.asgi import HttpMiddleware
 
 BASE_CSP: dict[str, str] = {
     "default-src": "'self'",
@@ -79,14 +81,8 @@ def _with(headers: Iterable[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes
     return list(headers) + [(k, v) for k, v in extra if k not in present]
 
 
-class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class SecurityHeaders(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
         https = scope.get("scheme") == "https"
         start: Message | None = None

@@ -14,7 +14,7 @@ caller is not allowed at all; 422 that the input is wrong; 429 that waiting help
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -54,12 +54,11 @@ class QuotaExceeded(Conflict):
     reason = "quota_exceeded"
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """The effective limits of one tenant (``None``: unlimited)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitValues:
+    """The limits a profile sets (``None``: unlimited), one field per name in
+    :data:`LIMIT_FIELDS`; keyword-only, so they follow the fields of a subclass."""
 
-    profile_id: int
-    profile: str
     max_devices: int | None = None
     max_users: int | None = None
     max_api_keys: int | None = None
@@ -70,36 +69,35 @@ class Limits:
     device_messages_per_s: float | None = None
     device_points_per_s: float | None = None
     api_requests_per_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits(LimitValues):
+    """The effective limits of one tenant (``None``: unlimited)."""
+
+    profile_id: int
+    profile: str
 
     @classmethod
     def of(cls, p: TenantProfile) -> Limits:
         return cls(p.id, p.name, **{f: getattr(p, f) for f in LIMIT_FIELDS})
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        values = {f: getattr(self, f) for f in LIMIT_FIELDS}
+        return {"profile_id": self.profile_id, "profile": self.profile, **values}
 
 
 UNLIMITED = Limits(0, "none")
 
 
 @dataclass(frozen=True)
-class ProfileRecord:
+class ProfileRecord(LimitValues):
     id: int
     name: str
     description: str
     is_default: bool
     created_at: datetime
     tenants: int
-    max_devices: int | None = None
-    max_users: int | None = None
-    max_api_keys: int | None = None
-    max_stored_bytes: int | None = None
-    max_retention_days: int | None = None
-    messages_per_s: float | None = None
-    points_per_s: float | None = None
-    device_messages_per_s: float | None = None
-    device_points_per_s: float | None = None
-    api_requests_per_s: float | None = None
 
 
 def _record(s: Session, p: TenantProfile) -> ProfileRecord:

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from yugong.core.asgi import HttpMiddleware, client_ip
 from yugong.security.principal import SYSTEM, Principal
 
 
@@ -55,18 +56,11 @@ def acting(
         _context.reset(token)
 
 
-class RequestContextMiddleware:
+class RequestContextMiddleware(HttpMiddleware):
     """Sets the request context (client address) for every HTTP request."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        client = scope.get("client")
-        token = _context.set(RequestContext(client[0] if client else None, None, "http"))
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = _context.set(RequestContext(client_ip(scope), None, "http"))
         try:
             await self.app(scope, receive, send)
         finally:

@@ -3,15 +3,19 @@ certificate), and the series of each property."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from yugong.api.deps import Limit, Offset, PrincipalDep, RegistryDep, TenantQuery
 from yugong.core.errors import FieldError, InvalidInput
 from yugong.platform.registry.devices import CredentialInfo
+from yugong.platform.registry.service import Registry
+from yugong.security.principal import Principal
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 
@@ -223,91 +227,77 @@ def rotate_token(
     return TokenOut(token=registry.devices.rotate_token(principal, device_id, tenant_id=tenant_id))
 
 
-def _required(
-    body: _Body | None, registry: Any, principal: Any, device_id: int, tenant_id: int | None
-) -> _Body:
-    """A missing body is an error, named only once the caller may see the device: another
-    tenant's device is "not found", whatever was sent."""
-    if body is None:
-        registry.devices.credentials(principal, device_id, tenant_id=tenant_id)
-        raise InvalidInput("a JSON body is required", [FieldError("body", "required")])
-    return body
+@dataclass(frozen=True, slots=True)
+class _CredentialCall:
+    """The device a credential endpoint acts on, and who asks: the path's device, the caller,
+    the registry and the ``tenant_id`` query parameter."""
+
+    device_id: int
+    principal: Principal
+    registry: Registry
+    tenant_id: int | None
+
+    def answer(self, action: Callable[..., CredentialInfo], **values: Any) -> CredentialsOut:
+        """Run a registry credential method on the device; its credentials after it."""
+        info = action(self.principal, self.device_id, tenant_id=self.tenant_id, **values)
+        return CredentialsOut.of(info)
+
+    def required(self, body: _Body | None) -> _Body:
+        """A missing body is an error, named only once the caller may see the device: another
+        tenant's device is "not found", whatever was sent."""
+        if body is None:
+            self.registry.devices.credentials(
+                self.principal, self.device_id, tenant_id=self.tenant_id
+            )
+            raise InvalidInput("a JSON body is required", [FieldError("body", "required")])
+        return body
 
 
-@router.get("/{device_id}/credentials", summary="Which credentials the device has")
-def get_credentials(
+def _credential_call(
     device_id: int,
     principal: PrincipalDep,
     registry: RegistryDep,
     tenant_id: TenantQuery = None,
-) -> CredentialsOut:
-    return CredentialsOut.of(
-        registry.devices.credentials(principal, device_id, tenant_id=tenant_id)
-    )
+) -> _CredentialCall:
+    return _CredentialCall(device_id, principal, registry, tenant_id)
+
+
+CredentialCall = Annotated[_CredentialCall, Depends(_credential_call)]
+
+
+@router.get("/{device_id}/credentials", summary="Which credentials the device has")
+def get_credentials(call: CredentialCall) -> CredentialsOut:
+    return call.answer(call.registry.devices.credentials)
 
 
 @router.put("/{device_id}/credentials/mqtt", summary="Set the MQTT username and password")
 def put_mqtt_credentials(
-    device_id: int,
-    principal: PrincipalDep,
-    registry: RegistryDep,
-    body: MqttCredentialsIn | None = None,
-    tenant_id: TenantQuery = None,
+    call: CredentialCall, body: MqttCredentialsIn | None = None
 ) -> CredentialsOut:
-    body = _required(body, registry, principal, device_id, tenant_id)
-    return CredentialsOut.of(
-        registry.devices.set_mqtt_credentials(
-            principal,
-            device_id,
-            username=body.username,
-            password=body.password,
-            tenant_id=tenant_id,
-        )
+    body = call.required(body)
+    return call.answer(
+        call.registry.devices.set_mqtt_credentials, username=body.username, password=body.password
     )
 
 
 @router.delete("/{device_id}/credentials/mqtt", summary="Remove the MQTT username and password")
-def delete_mqtt_credentials(
-    device_id: int,
-    principal: PrincipalDep,
-    registry: RegistryDep,
-    tenant_id: TenantQuery = None,
-) -> CredentialsOut:
-    return CredentialsOut.of(
-        registry.devices.delete_mqtt_credentials(principal, device_id, tenant_id=tenant_id)
-    )
+def delete_mqtt_credentials(call: CredentialCall) -> CredentialsOut:
+    return call.answer(call.registry.devices.delete_mqtt_credentials)
 
 
 @router.put("/{device_id}/credentials/x509", summary="Bind a client certificate")
-def put_certificate(
-    device_id: int,
-    principal: PrincipalDep,
-    registry: RegistryDep,
-    body: CertificateIn | None = None,
-    tenant_id: TenantQuery = None,
-) -> CredentialsOut:
-    body = _required(body, registry, principal, device_id, tenant_id)
-    return CredentialsOut.of(
-        registry.devices.set_certificate(
-            principal,
-            device_id,
-            certificate=body.certificate,
-            fingerprint=body.fingerprint,
-            tenant_id=tenant_id,
-        )
+def put_certificate(call: CredentialCall, body: CertificateIn | None = None) -> CredentialsOut:
+    body = call.required(body)
+    return call.answer(
+        call.registry.devices.set_certificate,
+        certificate=body.certificate,
+        fingerprint=body.fingerprint,
     )
 
 
 @router.delete("/{device_id}/credentials/x509", summary="Remove the client certificate")
-def delete_certificate(
-    device_id: int,
-    principal: PrincipalDep,
-    registry: RegistryDep,
-    tenant_id: TenantQuery = None,
-) -> CredentialsOut:
-    return CredentialsOut.of(
-        registry.devices.delete_certificate(principal, device_id, tenant_id=tenant_id)
-    )
+def delete_certificate(call: CredentialCall) -> CredentialsOut:
+    return call.answer(call.registry.devices.delete_certificate)
 
 
 @router.get("/{device_id}/series", summary="Series id of each property")
