@@ -9,13 +9,22 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
+import yugong.platform.alarms.models
+import yugong.platform.command_models
 import yugong.platform.registry.models
+import yugong.platform.rules.models
 import yugong.security.models
 from yugong.infra import migrate
 from yugong.infra.db import Base, make_engine
 
 REGISTRY_TABLES = {"tenants", "assets", "products", "devices", "series"}
-_ = (yugong.platform.registry.models, yugong.security.models)
+_ = (
+    yugong.platform.alarms.models,
+    yugong.platform.command_models,
+    yugong.platform.registry.models,
+    yugong.platform.rules.models,
+    yugong.security.models,
+)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -5,7 +5,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+import yugong.platform.alarms.models
+import yugong.platform.command_models
 import yugong.platform.registry.models
+import yugong.platform.rules.models
 import yugong.security.models
 from yugong.infra.db import Base, make_engine
 

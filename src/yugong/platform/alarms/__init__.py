@@ -1,0 +1,1 @@
+"""Alarms: their lifecycle, history, queries and live stream."""

@@ -1,0 +1,1 @@
+"""Stream rules: conditions evaluated on every ingested batch that raise and clear alarms."""
