@@ -88,10 +88,15 @@ def cmd_integrity_check(args: argparse.Namespace, settings: Settings) -> int:
 def sealed_columns() -> list[tuple[Any, str, Callable[[Any], str]]]:
     """Where secrets are kept sealed (SecretBox): (model, column, context of a row). Add a
     line here when a new secret is stored, so key rotation covers it."""
+    from yugong.platform.notify.targets import seal_context as notification_context
+    from yugong.platform.rules.models import NotificationTarget
     from yugong.security.models import User
     from yugong.security.totp import seal_context
 
-    return [(User, "totp_secret", lambda row: seal_context(row.id))]
+    return [
+        (User, "totp_secret", lambda row: seal_context(row.id)),
+        (NotificationTarget, "secret", lambda row: notification_context(row.id)),
+    ]
 
 
 def cmd_secrets_rotate_key(args: argparse.Namespace, settings: Settings) -> int:

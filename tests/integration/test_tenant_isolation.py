@@ -25,6 +25,9 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/api/v1/tenants/{tenant_id}"): {"name": "taken over"},
     ("PATCH", "/api/v1/users/{user_id}"): {"display_name": "taken over"},
     ("POST", "/api/v1/devices/{device_id}/properties/{identifier}"): {"value": 1},
+    ("POST", "/api/v1/alarms/{alarm_id}/assign"): {"user_id": None},
+    ("POST", "/api/v1/alarms/{alarm_id}/comments"): {"text": "taken over"},
+    ("POST", "/api/v1/devices/{device_id}/commands"): {"kind": "write", "name": "t", "value": 1},
 }
 
 
@@ -65,6 +68,9 @@ def two_tenants(tmp_path_factory: pytest.TempPathFactory) -> Any:
             "user_id": b_user["id"],
             "key_id": b_key.get("id") or b_key["info"]["id"],
             "identifier": "mode",  # the sensor model's read-write property
+            "alarm_id": srv.platform.alarms.raise_alarm(
+                b.tenant_id, name="B alarm", severity="major", device=b.device_id
+            ).alarm,
         }
         yield api, a, b, ids, srv.app
 
@@ -95,6 +101,10 @@ def test_every_id_route_refuses_the_other_tenant(two_tenants: Any) -> None:
         checked.append(f"{method} {path}")
     assert len(checked) >= 15, checked
     _b_is_intact(api, b)
+    alarm = api.call("GET", f"/api/v1/alarms/{ids['alarm_id']}", b.headers)
+    assert (alarm["state"], alarm["acknowledged"], alarm["assignee_id"]) == ("active", False, None)
+    history = api.call("GET", f"/api/v1/alarms/{ids['alarm_id']}/history", b.headers)
+    assert [e["kind"] for e in history] == ["raised"]
 
 
 def test_lists_show_only_ones_own(two_tenants: Any) -> None:

@@ -301,6 +301,25 @@ def throwaway_block(e: Env, c: Caller, t: TenantData) -> Req:
     return Req("DELETE", f"{V1}/security/blocks/{block['id']}")
 
 
+def notification_target(e: Env, t: TenantData) -> int:
+    """A webhook target in ``t`` pointing at a closed port (a test send fails fast)."""
+    body = {
+        "name": e.unique("hook"),
+        "kind": "webhook",
+        "config": {"url": "http://127.0.0.1:9/hook", "timeout_s": 2},
+        "secret": "matrix-hmac-key-0123456789",
+    }
+    return int(e.create(f"{V1}/notification-targets", body, t.id)["id"])
+
+
+def on_target(method: str, suffix: str = "", json: Callable[[Env], Any] | None = None) -> Factory:
+    def make(e: Env, c: Caller, t: TenantData) -> Req:
+        path = f"{V1}/notification-targets/{notification_target(e, t)}{suffix}"
+        return Req(method, path, params=named(c, t), json=json(e) if json else None)
+
+    return make
+
+
 def fingerprint(e: Env) -> str:
     return hashlib.sha256(e.unique("cert").encode()).hexdigest()
 
@@ -321,8 +340,65 @@ def device_without(kind: str) -> Factory:
     return make
 
 
+def recorded_command(e: Env, c: Caller, t: TenantData) -> Req:
+    """A command in the tenant's log (none can be sent here: no device has a downlink)."""
+    from yugong.platform.command_queue import CommandLog
+
+    record = CommandLog(e.app.state.platform.db).create(
+        tenant=t.id,
+        device=t.device,
+        kind="write",
+        name="mode",
+        params={"value": 1},
+        timeout_s=1.0,
+        created_by="matrix",
+        rule_id=None,
+    )
+    return Req("GET", f"{V1}/commands/{record.id}")
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def fresh_alarm(e: Env, t: TenantData) -> int:
+    """An active alarm of the tenant's device, raised the way rules and actions raise them."""
+    alarms = e.app.state.platform.alarms
+    change = alarms.raise_alarm(t.id, name=e.unique("Matrix"), severity="major", device=t.device)
+    return int(change.alarm)
+
+
+def on_alarm(method: str, suffix: str = "", json: Any = None) -> Factory:
+    """A request on a fresh alarm of the target tenant (assign: to the tenant's spare user)."""
+
+    def make(e: Env, c: Caller, t: TenantData) -> Req:
+        path = f"{V1}/alarms/{fresh_alarm(e, t)}{suffix}"
+        body = {"user_id": t.user} if suffix == "/assign" else json
+        return Req(method, path, params=named(c, t), json=body)
+
+    return make
+
+
+def rule_spec(e: Env) -> dict[str, Any]:
+    return {
+        "name": e.unique("matrix-rule"),
+        "target": {"product": "sensor"},
+        "condition": {"kind": "threshold", "property": "temperature", "op": ">", "value": 90},
+    }
+
+
+def on_rule(method: str, suffix: str = "", body: bool = False) -> Factory:
+    """A request on a fresh rule of the target tenant."""
+
+    def make(e: Env, c: Caller, t: TenantData) -> Req:
+        rule = e.call(
+            "POST", f"{V1}/rules", e.root, 201, params={"tenant_id": t.id}, json=rule_spec(e)
+        )
+        ok = (204,) if method == "DELETE" else (200,)
+        json = rule_spec(e) if body else None
+        return Req(method, f"{V1}/rules/{rule['id']}{suffix}", params=named(c, t), json=json, ok=ok)
+
+    return make
 
 
 FACTORIES: dict[tuple[str, str], Factory] = {
@@ -458,6 +534,16 @@ FACTORIES: dict[tuple[str, str], Factory] = {
         json={"value": 1, "timeout_s": 1},
         ok=(409,),
     ),
+    ("POST", f"{V1}/devices/{{device_id}}/commands"): lambda e, c, t: Req(
+        "POST",
+        f"{V1}/devices/{t.device}/commands",
+        json={"kind": "write", "name": "mode", "value": 1, "timeout_s": 1},
+        ok=(409,),
+    ),
+    ("GET", f"{V1}/devices/{{device_id}}/commands"): lambda e, c, t: Req(
+        "GET", f"{V1}/devices/{t.device}/commands", params={"status": "queued"}
+    ),
+    ("GET", f"{V1}/commands/{{command_id}}"): recorded_command,
     # Telemetry
     ("GET", f"{V1}/devices/{{device_id}}/latest"): lambda e, c, t: Req(
         "GET", f"{V1}/devices/{t.device}/latest"
@@ -552,7 +638,68 @@ FACTORIES: dict[tuple[str, str], Factory] = {
         json={"fingerprint": fingerprint(e)},
     ),
     ("DELETE", f"{V1}/devices/{{device_id}}/credentials/x509"): device_without("x509"),
+    # Notification targets
+    ("GET", f"{V1}/notification-targets"): lambda e, c, t: Req(
+        "GET", f"{V1}/notification-targets", params={"tenant_id": t.id}
+    ),
+    ("POST", f"{V1}/notification-targets"): lambda e, c, t: Req(
+        "POST",
+        f"{V1}/notification-targets",
+        json={
+            "name": e.unique("hook"),
+            "kind": "webhook",
+            "config": {"url": "http://127.0.0.1:9/hook"},
+            "secret": "matrix-hmac-key-0123456789",
+            "tenant_id": t.id,
+        },
+    ),
+    ("GET", f"{V1}/notification-targets/{{target_id}}"): on_target("GET"),
+    ("PATCH", f"{V1}/notification-targets/{{target_id}}"): on_target(
+        "PATCH", json=lambda e: {"name": e.unique("renamed")}
+    ),
+    ("DELETE", f"{V1}/notification-targets/{{target_id}}"): on_target("DELETE"),
+    # The test send reaches nobody (a closed port): an allowed caller gets ok=false, 200.
+    ("POST", f"{V1}/notification-targets/{{target_id}}/test"): on_target("POST", "/test"),
     ("GET", "/static/{path:path}"): lambda e, c, t: Req("GET", "/static/yugong.css"),
+    # Alarms
+    ("GET", f"{V1}/alarms"): lambda e, c, t: Req("GET", f"{V1}/alarms", params={"tenant_id": t.id}),
+    ("GET", f"{V1}/alarms/summary"): lambda e, c, t: Req(
+        "GET", f"{V1}/alarms/summary", params={"tenant_id": t.id}
+    ),
+    ("GET", f"{V1}/alarms/stream"): lambda e, c, t: Req(
+        "GET", f"{V1}/alarms/stream", params={"tenant_id": t.id, "once": "true"}
+    ),
+    ("GET", f"{V1}/alarms/{{alarm_id}}"): on_alarm("GET"),
+    ("GET", f"{V1}/alarms/{{alarm_id}}/history"): on_alarm("GET", "/history"),
+    ("POST", f"{V1}/alarms/{{alarm_id}}/ack"): on_alarm("POST", "/ack"),
+    ("POST", f"{V1}/alarms/{{alarm_id}}/clear"): on_alarm("POST", "/clear"),
+    ("POST", f"{V1}/alarms/{{alarm_id}}/assign"): on_alarm("POST", "/assign"),
+    ("POST", f"{V1}/alarms/{{alarm_id}}/comments"): on_alarm(
+        "POST", "/comments", json={"text": "matrix"}
+    ),
+    # Rules
+    ("GET", f"{V1}/rules"): lambda e, c, t: Req("GET", f"{V1}/rules", params={"tenant_id": t.id}),
+    ("POST", f"{V1}/rules"): lambda e, c, t: Req(
+        "POST", f"{V1}/rules", params={"tenant_id": t.id}, json=rule_spec(e), ok=(201,)
+    ),
+    ("POST", f"{V1}/rules:import"): lambda e, c, t: Req(
+        "POST", f"{V1}/rules:import", params={"tenant_id": t.id}, json=[rule_spec(e)]
+    ),
+    ("GET", f"{V1}/rules:export"): lambda e, c, t: Req(
+        "GET", f"{V1}/rules:export", params={"tenant_id": t.id}
+    ),
+    ("POST", f"{V1}/rules:dry-run"): lambda e, c, t: Req(
+        "POST",
+        f"{V1}/rules:dry-run",
+        params={"tenant_id": t.id},
+        json={"spec": rule_spec(e), "start": now_ms() - 60_000, "end": now_ms()},
+    ),
+    ("GET", f"{V1}/rules/{{rule_id}}"): on_rule("GET"),
+    ("PUT", f"{V1}/rules/{{rule_id}}"): on_rule("PUT", body=True),
+    ("DELETE", f"{V1}/rules/{{rule_id}}"): on_rule("DELETE"),
+    ("GET", f"{V1}/rules/{{rule_id}}/versions"): on_rule("GET", "/versions"),
+    ("POST", f"{V1}/rules/{{rule_id}}/enable"): on_rule("POST", "/enable"),
+    ("POST", f"{V1}/rules/{{rule_id}}/disable"): on_rule("POST", "/disable"),
 }
 
 # Routes with no "other tenant": public, the caller's own account, device-token ingest, and

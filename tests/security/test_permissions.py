@@ -9,8 +9,14 @@ from yugong.security.permissions import ACTIONS, PERMISSIONS, allowed, can_grant
 from yugong.security.principal import Principal, Role
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "permissions.md"
-# Reads every role has; the audit log, security events and quotas are for administrators.
-READS = {a for a in ACTIONS if a.endswith(":read")} - {"audit:read", "security:read", "quotas:read"}
+# Reads every role has; the audit log, security events and quotas are for administrators,
+# notification targets for administrators and engineers.
+READS = {a for a in ACTIONS if a.endswith(":read")} - {
+    "audit:read",
+    "security:read",
+    "quotas:read",
+    "notify:read",
+}
 
 
 def test_every_role_has_a_row_of_known_actions() -> None:
@@ -28,8 +34,12 @@ def test_matrix_matches_the_roles_described() -> None:
         "devices:write",
         "devices:credentials",
         "telemetry:write",
+        "alarms:write",
+        "rules:write",
+        "notify:read",
+        "notify:write",
     }
-    assert PERMISSIONS[Role.OPERATOR] == READS | {"telemetry:write"}
+    assert PERMISSIONS[Role.OPERATOR] == READS | {"telemetry:write", "alarms:write"}
     assert PERMISSIONS[Role.VIEWER] == READS
     assert PERMISSIONS[Role.APP_DEVELOPER] == READS | {"apikeys:write"}
 

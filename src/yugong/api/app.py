@@ -15,13 +15,16 @@ from yugong.api.blocking import BlockedAddresses
 from yugong.api.limits import BodySizeLimit
 from yugong.api.ratelimit import ApiRateLimit
 from yugong.api.routers import (
+    alarms,
     apikeys,
     assets,
     auth,
     devices,
     ingest,
+    notify,
     products,
     query,
+    rules,
     security,
     tenant_profiles,
     tenants,
@@ -81,7 +84,10 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     for module in (auth, users, apikeys, tenants, assets, products, devices, query):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(tenant_profiles.router, prefix=API_PREFIX)
+    app.include_router(rules.router, prefix=API_PREFIX)
     install_commands(app, platform)
+    app.include_router(alarms.router, prefix=API_PREFIX)
+    app.include_router(notify.router, prefix=API_PREFIX)  # notification targets
     app.include_router(security.router, prefix=API_PREFIX)  # audit, events, blocks
     app.include_router(static_assets.router)  # web assets, integrity-checked
 

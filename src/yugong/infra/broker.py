@@ -10,10 +10,12 @@ with the client's address. With TLS files configured the broker also listens for
 TLS (TLS 1.2+) on ``mqtt_tls_port``; the plain port stays open only with ``mqtt_plain``.
 
 A device may publish only to
-``v1/devices/me/telemetry`` and ``v1/devices/me/attributes`` and subscribe only to the
-topics ThingsBoard SDKs subscribe to at connect. Devices never receive each other's
-messages: ``v1/devices/me/...`` names a different device for every client, so anything the
-platform sends a device goes to that client's session alone.
+``v1/devices/me/telemetry`` and ``v1/devices/me/attributes`` (and its answers to server-side
+RPC on ``v1/devices/me/rpc/response/{id}``, handed to the command service) and subscribe
+only to the topics ThingsBoard SDKs subscribe to at connect. RPC requests go to the one
+device's sessions (:meth:`EmbeddedBroker.send_to_device`), never fanned out. Devices never
+receive each other's messages: ``v1/devices/me/...`` names a different device for every
+client, so anything the platform sends a device goes to that client's session alone.
 
 amqtt speaks MQTT 3.1.1 only and listens on a loopback port; :class:`~yugong.infra.mqtt5.
 MqttFront` owns the public address and speaks MQTT 5 and 3.1.1 to devices.
@@ -78,6 +80,8 @@ log = logging.getLogger(__name__)
 TELEMETRY_TOPIC = "v1/devices/me/telemetry"
 ATTRIBUTES_TOPIC = "v1/devices/me/attributes"
 PUBLISH_TOPICS = frozenset({TELEMETRY_TOPIC, ATTRIBUTES_TOPIC})
+# A device's answer to a server-side RPC: the request id is the last level.
+RPC_RESPONSE_PREFIX = "v1/devices/me/rpc/response/"
 SUBSCRIBE_TOPICS = frozenset(
     {
         ATTRIBUTES_TOPIC,
@@ -242,6 +246,8 @@ class DeviceGate:
         self.max_payload_bytes = max_payload_bytes
         self.malformed_flood_per_min = malformed_flood_per_min
         self.devices: dict[str, Device] = {}
+        # (device id, request id, payload): a device's RPC answer, for the command service
+        self.rpc_response: Callable[[int, str, bytes], None] | None = None
         self.stats = BrokerStats()
         self.rlog = RateLimitedLog(log)
         # amqtt sees the front's loopback hop: its local port -> the client's address, and
@@ -510,6 +516,7 @@ class DeviceGate:
             return self._sparkplug_allowed(device, topic, action, peer)
         if action == Action.PUBLISH:
             ok = topic in PUBLISH_TOPICS or (gateway and topic in GATEWAY_PUBLISH_TOPICS)
+            ok = ok or _rpc_response_id(topic) is not None
         elif action == Action.SUBSCRIBE:
             ok = topic in SUBSCRIBE_TOPICS or (gateway and topic in GATEWAY_SUBSCRIBE_TOPICS)
         else:  # RECEIVE: nothing fans out between devices
@@ -569,7 +576,13 @@ class DeviceGate:
 
     async def on_publish(self, session: Session | None, topic: str, data: bytes) -> None:
         sparkplug = topic.startswith(SPARKPLUG + "/")
-        if topic not in PUBLISH_TOPICS and topic not in GATEWAY_PUBLISH_TOPICS and not sparkplug:
+        rpc = _rpc_response_id(topic) is not None
+        if (
+            topic not in PUBLISH_TOPICS
+            and topic not in GATEWAY_PUBLISH_TOPICS
+            and not sparkplug
+            and not rpc
+        ):
             return  # refused (and counted) by the topic plugin
         received_us = now_us()  # before waiting for the client's earlier messages
         # amqtt runs each packet's hook as a task of its own: one client's messages are
@@ -612,6 +625,9 @@ class DeviceGate:
                     return  # refused (and counted) by the topic plugin
                 await self.sparkplug.handle(topic, data, received_us, tenant=device.tenant)
                 self.stats.sparkplug_messages += 1
+            elif (request_id := _rpc_response_id(topic)) is not None:
+                if self.rpc_response is not None:
+                    self.rpc_response(device.device, request_id, data)
             elif self.gateway is not None and getattr(device, "is_gateway", False):
                 await self.gateway.handle(device, topic, data)
             else:
@@ -821,10 +837,54 @@ class EmbeddedBroker:
         self.gate.kick = self._kick
         self._outbox: asyncio.Queue[tuple[str, bytes, bool]] = asyncio.Queue()
         self._sender: asyncio.Task[None] | None = None
+        self._direct: set[asyncio.Future[Any]] = set()  # publishes to one device's session
 
     def attach_sparkplug(self, host: SparkplugHandler) -> None:
         """Hand gateway devices' Sparkplug messages to ``host`` (before ``start()``)."""
         self.gate.sparkplug = host
+
+    def attach_rpc(self, handler: Callable[[int, str, bytes], None]) -> None:
+        """Hand devices' answers on ``v1/devices/me/rpc/response/{id}`` to ``handler``."""
+        self.gate.rpc_response = handler
+
+    def _device_sessions(self, device: int, topic: str) -> list[tuple[Session, Any]]:
+        """The connected sessions of ``device`` subscribed to a filter matching ``topic``."""
+        broker = self._broker
+        if broker is None:
+            return []
+        found = []
+        for session, handler in list(broker._sessions.values()):
+            dev = self.gate.devices.get(session.client_id or "")
+            if dev is None or dev.device != device:
+                continue
+            if session.transitions.state != "connected" or handler is None:
+                continue
+            if any(
+                broker._matches(topic, flt) and any(s is session for s, _ in subs)
+                for flt, subs in broker._subscriptions.items()
+            ):
+                found.append((session, handler))
+        return found
+
+    def rpc_ready(self, device: int) -> str | None:
+        """Why ``device`` cannot take an RPC request now, or None when it can."""
+        if self._broker is None:
+            return "the embedded MQTT broker is not running"
+        if not any(d.device == device for d in self.gate.devices.values()):
+            return "the device is not connected to the MQTT broker"
+        if not self._device_sessions(device, "v1/devices/me/rpc/request/0"):
+            return "the device is not subscribed to v1/devices/me/rpc/request/+"
+        return None
+
+    def send_to_device(self, device: int, topic: str, payload: bytes) -> bool:
+        """Publish ``topic`` to ``device``'s own sessions only (QoS 1); False when it has
+        none subscribed to it."""
+        targets = self._device_sessions(device, topic)
+        for _session, handler in targets:
+            task = asyncio.ensure_future(handler.mqtt_publish(topic, payload, 1, retain=False))
+            self._direct.add(task)
+            task.add_done_callback(self._direct.discard)
+        return bool(targets)
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
         """Publish into the broker from the platform (Sparkplug STATE, NCMD/DCMD), in order;
@@ -932,6 +992,14 @@ class EmbeddedBroker:
 
     def stats(self) -> BrokerStats:
         return self.gate.stats
+
+
+def _rpc_response_id(topic: str) -> str | None:
+    """The request id of ``v1/devices/me/rpc/response/{id}``; None for any other topic."""
+    if not topic.startswith(RPC_RESPONSE_PREFIX):
+        return None
+    rest = topic[len(RPC_RESPONSE_PREFIX) :]
+    return rest if rest and _literal(rest) and "/" not in rest else None
 
 
 def _ip(peer: str) -> str:

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from yugong.core.settings import Settings
 from yugong.core.timeutil import US_PER_S, now_us
@@ -27,6 +27,8 @@ from yugong.security.principal import SYSTEM
 from yugong.security.service import Security
 
 if TYPE_CHECKING:
+    from yugong.infra.broker import EmbeddedBroker
+    from yugong.platform.commands import CommandService
     from yugong.platform.ingest.sparkplug_host import SparkplugHost
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class Platform:
         self._broker: Any = None
         self._subscriber: Any = None
         self.sparkplug: SparkplugHost | None = None  # when Sparkplug groups are configured
+        self.commands: CommandService | None = None  # set by install_commands
 
     async def start(self) -> None:
         s = self.settings
@@ -82,6 +85,11 @@ class Platform:
         self.registry.devices.ca_file = tls.ca_file if tls is not None else None
         self.directory: RegistryDirectory = self.registry.directory
         self.bus = InProcessBus()
+        from yugong.platform.alarms.service import AlarmService
+
+        self.alarms = AlarmService(
+            self.db, self.bus, self.directory, self.security.audit, loop=asyncio.get_running_loop()
+        )
         self.security.detection.alarm_sink = self._alarm_sink(asyncio.get_running_loop())
         await asyncio.to_thread(self.integrity.check)  # at start; alarms reach the bus
         self.writer = BatchedWriter(
@@ -99,6 +107,10 @@ class Platform:
             guard=self.quotas,
         )
         self.query = QueryService(self.directory, self.store)
+        await self._start_actions()
+        from yugong.platform.rules.runner import start_rules
+
+        self.rules, self.rules_runner = await start_rules(self)
         await self._start_mqtt()
         self._every(SEEN_FLUSH_S, self._housekeeping)
         self._every(s.retention_interval_s, self._apply_retention)
@@ -163,6 +175,29 @@ class Platform:
             self.mqtt_address = self._broker.address
             self.mqtt_tls_address = self._broker.tls_address
 
+    async def _start_actions(self) -> None:
+        """Notification targets and delivery, and the rule actions on alarm changes."""
+        from yugong.platform.actions import ActionDispatcher
+        from yugong.platform.notify import NotificationTargets, NotifyService
+
+        targets = NotificationTargets(self.db, self.security.box, self.security.audit)
+        self.notify = NotifyService(targets)
+        self.actions = ActionDispatcher(
+            db=self.db,
+            bus=self.bus,
+            notify=self.notify,
+            ingest=self.ingest,
+            directory=self.directory,
+            commands=lambda: self.commands,
+            audit=self.security.audit,
+        )
+        await self.actions.start()
+
+    @property
+    def broker(self) -> EmbeddedBroker | None:
+        """The embedded MQTT broker, when the platform runs one (after start)."""
+        return cast("EmbeddedBroker | None", self._broker)
+
     def _every(self, seconds: float, job: Callable[[], Awaitable[None]]) -> None:
         async def loop() -> None:
             while True:
@@ -217,12 +252,20 @@ class Platform:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.commands is not None:
+            await self.commands.close()
         if self.sparkplug is not None:
             await self.sparkplug.stop()
         if self._subscriber is not None:
             await self._subscriber.stop()
         if self._broker is not None:
             await self._broker.stop()
+        runner = getattr(self, "rules_runner", None)
+        if runner is not None:
+            await runner.stop()  # evaluates what is queued, saves rule state
+        if getattr(self, "actions", None) is not None:
+            await self.actions.stop()
+            await self.notify.close()
         await self.writer.close()
         await asyncio.to_thread(self.directory.flush_seen)
         await asyncio.to_thread(self.store.close)

@@ -32,12 +32,20 @@ ACTIONS: tuple[str, ...] = (
     "security:read",
     "security:write",
     "quotas:read",
+    "notify:read",
+    "notify:write",
+    "alarms:read",
+    "alarms:write",
+    "rules:read",
+    "rules:write",
 )
 
 _ALL = frozenset(ACTIONS)
 # The audit log and security events are for administrators, not every reader.
 _ADMIN_ONLY = frozenset({"audit:read", "security:read", "security:write", "quotas:read"})
-_READ = frozenset(a for a in ACTIONS if a.endswith(":read")) - _ADMIN_ONLY
+# Notification targets (webhook URLs, mail servers): tenant admins and engineers.
+_NOTIFY = frozenset({"notify:read", "notify:write"})
+_READ = frozenset(a for a in ACTIONS if a.endswith(":read")) - _ADMIN_ONLY - _NOTIFY
 # "apikeys:*" for roles below tenant admin means their own keys only (see apikeys service).
 _OWN_KEYS = frozenset({"apikeys:read", "apikeys:write"})
 
@@ -51,8 +59,11 @@ PERMISSIONS: dict[Role, frozenset[str]] = {
         "devices:write",
         "devices:credentials",
         "telemetry:write",
-    },
-    Role.OPERATOR: _READ | {"telemetry:write"},
+        "alarms:write",
+        "rules:write",
+    }
+    | _NOTIFY,
+    Role.OPERATOR: _READ | {"telemetry:write", "alarms:write"},
     Role.VIEWER: _READ,
     Role.APP_DEVELOPER: _READ | _OWN_KEYS,
 }
@@ -136,6 +147,9 @@ ROUTE_ACTIONS: dict[tuple[str, str], str | None] = {
     ("PUT", "/api/v1/devices/{device_id}/credentials/x509"): "devices:credentials",
     ("DELETE", "/api/v1/devices/{device_id}/credentials/x509"): "devices:credentials",
     ("POST", "/api/v1/devices/{device_id}/properties/{identifier}"): "devices:write",
+    ("POST", "/api/v1/devices/{device_id}/commands"): "devices:write",
+    ("GET", "/api/v1/devices/{device_id}/commands"): "devices:read",
+    ("GET", "/api/v1/commands/{command_id}"): "devices:read",
     ("GET", "/api/v1/devices/{device_id}/latest"): "telemetry:read",
     ("GET", "/api/v1/devices/{device_id}/timeseries"): "telemetry:read",
     ("POST", "/api/v1/query/latest"): "telemetry:read",
@@ -148,6 +162,32 @@ ROUTE_ACTIONS: dict[tuple[str, str], str | None] = {
     ("GET", "/api/v1/security/blocks"): "security:read",
     ("POST", "/api/v1/security/blocks"): "security:write",
     ("DELETE", "/api/v1/security/blocks/{block_id}"): "security:write",
+    ("GET", "/api/v1/alarms"): "alarms:read",
+    ("GET", "/api/v1/alarms/summary"): "alarms:read",
+    ("GET", "/api/v1/alarms/stream"): "alarms:read",
+    ("GET", "/api/v1/alarms/{alarm_id}"): "alarms:read",
+    ("GET", "/api/v1/alarms/{alarm_id}/history"): "alarms:read",
+    ("POST", "/api/v1/alarms/{alarm_id}/ack"): "alarms:write",
+    ("POST", "/api/v1/alarms/{alarm_id}/clear"): "alarms:write",
+    ("POST", "/api/v1/alarms/{alarm_id}/assign"): "alarms:write",
+    ("POST", "/api/v1/alarms/{alarm_id}/comments"): "alarms:write",
+    ("GET", "/api/v1/rules"): "rules:read",
+    ("POST", "/api/v1/rules"): "rules:write",
+    ("POST", "/api/v1/rules:import"): "rules:write",
+    ("GET", "/api/v1/rules:export"): "rules:read",
+    ("POST", "/api/v1/rules:dry-run"): "rules:read",
+    ("GET", "/api/v1/rules/{rule_id}"): "rules:read",
+    ("PUT", "/api/v1/rules/{rule_id}"): "rules:write",
+    ("DELETE", "/api/v1/rules/{rule_id}"): "rules:write",
+    ("GET", "/api/v1/rules/{rule_id}/versions"): "rules:read",
+    ("POST", "/api/v1/rules/{rule_id}/enable"): "rules:write",
+    ("POST", "/api/v1/rules/{rule_id}/disable"): "rules:write",
+    ("GET", "/api/v1/notification-targets"): "notify:read",
+    ("POST", "/api/v1/notification-targets"): "notify:write",
+    ("GET", "/api/v1/notification-targets/{target_id}"): "notify:read",
+    ("PATCH", "/api/v1/notification-targets/{target_id}"): "notify:write",
+    ("DELETE", "/api/v1/notification-targets/{target_id}"): "notify:write",
+    ("POST", "/api/v1/notification-targets/{target_id}/test"): "notify:write",
     ("GET", "/static/{path:path}"): None,
 }
 
