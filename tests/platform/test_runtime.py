@@ -81,3 +81,29 @@ async def test_devices_come_online_when_heard_and_go_offline(platform: Platform)
     platform.settings = platform.settings.model_copy(update={"device_offline_after_s": 0.0})
     await platform._housekeeping()
     assert platform.registry.devices.get(SYSTEM, dev).online is False
+
+
+async def test_commands_a_crashed_run_left_unfinished_fail_at_start(
+    platform: Platform, tmp_path: Path
+) -> None:
+    from sqlalchemy import select
+
+    from yugong.platform.command_models import Command
+
+    _, device = _device(platform, "Commands", None)
+    with platform.db.session() as s:
+        tenant = platform.registry.devices.get(SYSTEM, device).tenant_id
+        for status in ("queued", "sent", "acknowledged"):
+            s.add(
+                Command(tenant_id=tenant, device_id=device, kind="write", name="t", status=status)
+            )
+    await platform.stop()
+    again = Platform(platform.settings)
+    await again.start()
+    try:
+        with again.db.session() as s:
+            rows = s.scalars(select(Command).order_by(Command.id)).all()
+            assert [r.status for r in rows] == ["failed", "failed", "acknowledged"]
+            assert "restarted" in rows[0].result["error"] and rows[1].done_at is not None
+    finally:
+        await again.stop()

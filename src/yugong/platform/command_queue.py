@@ -181,6 +181,16 @@ class CommandLog:
             ):
                 row.status, row.result, row.done_at = "failed", why, utcnow()
 
+    def fail_leftovers(self) -> int:
+        """At start: commands a previous run left queued or sent (it crashed, or was killed)
+        can no longer be answered; fail them, saying so. Returns how many."""
+        why = {"error": "the platform restarted before the command finished"}
+        with self.db.session() as s:
+            rows = s.scalars(select(Command).where(Command.status.in_(UNFINISHED))).all()
+            for row in rows:
+                row.status, row.result, row.done_at = "failed", why, utcnow()
+            return len(rows)
+
     def get(self, command: int) -> CommandRecord | None:
         with self.db.session() as s:
             row = s.get(Command, command)

@@ -15,6 +15,7 @@ from yugong.infra.bus import InProcessBus
 from yugong.infra.db import Database
 from yugong.infra.migrate import upgrade
 from yugong.infra.timeseries import TimeSeriesStore, open_store
+from yugong.platform.command_queue import CommandLog
 from yugong.platform.ingest.service import IngestService
 from yugong.platform.ingest.writer import BatchedWriter
 from yugong.platform.query import QueryService
@@ -56,6 +57,9 @@ class Platform:
         await asyncio.to_thread(upgrade, s.registry_url)
         self.db = Database(s.registry_url)
         self.security = Security(self.db, s)
+        left = await asyncio.to_thread(CommandLog(self.db).fail_leftovers)
+        if left:
+            log.warning("%d command(s) of the previous run never finished; marked failed", left)
         # Web anti-tampering: the manifest is made at the first start, then checked.
         self.integrity = Integrity(s, self.security.events)
         await asyncio.to_thread(self.integrity.ensure)
