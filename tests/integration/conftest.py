@@ -3,8 +3,9 @@ client that sets up tenants, products and devices the way a user would."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,37 @@ class Api:
             "GET", f"/api/v1/devices/{world.device_id}/latest", world.headers, params=params
         )
         return {v["property"]: v for v in body["values"]}
+
+
+Call = Callable[..., Awaitable[Any]]
+
+
+async def tenant_call(api: Api, name: str) -> tuple[TenantWorld, Call]:
+    """Tenant ``name`` set up by the platform admin, and an awaitable ``call(method, path,
+    expect, **kw)`` to the API as that tenant's admin."""
+    world = await asyncio.to_thread(api.setup_tenant, api.admin(), name)
+
+    async def call(method: str, path: str, expect: int | tuple[int, ...], **kw: Any) -> Any:
+        return await asyncio.to_thread(api.call, method, path, world.headers, expect, **kw)
+
+    return world, call
+
+
+async def provisioned(call: Call, name: str, prop: str, value: Any) -> int:
+    """The id of edge device ``name`` once its ``prop`` reads ``value`` on the platform."""
+    deadline = time.monotonic() + 20
+    latest: Any = None
+    while True:
+        assert time.monotonic() < deadline, (
+            f"{name} not provisioned with {prop}={value!r}: {latest}"
+        )
+        page = await call("GET", "/api/v1/devices", 200, params={"search": name})
+        if page["items"]:
+            device = int(page["items"][0]["id"])
+            latest = await call("GET", f"/api/v1/devices/{device}/latest", 200)
+            if any(v["property"] == prop and v["value"] == value for v in latest["values"]):
+                return device
+        await asyncio.sleep(0.2)
 
 
 @pytest.fixture(params=["embedded", "postgres"])

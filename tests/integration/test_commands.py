@@ -15,7 +15,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +25,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.edge.conftest import FC_HR, ModbusTestServer
 from tests.edge.conftest import modbus_server as modbus_server  # fixture
-from tests.integration.conftest import Api, make_settings
-from tests.integration.test_downlink import (
-    SETPOINT,
-    gateway_config,
-    modbus_connector,
-    platform_settings,
-    provisioned,
-)
+from tests.integration.conftest import Api, Call, make_settings, provisioned, tenant_call
+from tests.integration.test_downlink import SETPOINT, modbus_downlink
 from yugong.edge.gateway import EdgeGateway
 from yugong.infra.db import Database
 from yugong.platform.command_models import Command
 from yugong.server import BackgroundServer
 
-Call = Callable[..., Awaitable[Any]]
 FINAL = ("acknowledged", "failed", "timed_out")
 
 
@@ -56,16 +49,10 @@ async def final(call: Call, command: int, timeout: float = 15.0) -> dict[str, An
 async def test_modbus_commands_queued_sent_and_answered(
     tmp_path: Path, mosquitto: tuple[str, int], modbus_server: ModbusTestServer
 ) -> None:
-    run = f"t{time.time_ns()}"
-    settings = platform_settings(tmp_path, mosquitto, run)
-    await modbus_server.set(FC_HR, 0, [7])
-    gateway = gateway_config(tmp_path, modbus_connector(modbus_server.port), mosquitto, run)
+    settings, gateway = await modbus_downlink(tmp_path, mosquitto, modbus_server)
     with BackgroundServer(settings) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
         api = Api(c)
-        world = await asyncio.to_thread(api.setup_tenant, api.admin(), "Downlink Plant")
-
-        async def call(method: str, path: str, expect: int | tuple[int, ...], **kw: Any) -> Any:
-            return await asyncio.to_thread(api.call, method, path, world.headers, expect, **kw)
+        _, call = await tenant_call(api, "Downlink Plant")
 
         async def command(device: int, expect: int, **body: Any) -> Any:
             return await call("POST", f"/api/v1/devices/{device}/commands", expect, json=body)
@@ -284,10 +271,7 @@ async def test_services_over_mqtt_rpc_and_online_state(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, device_offline_after_s=6.0)
     with BackgroundServer(settings) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
         api = Api(c)
-        world = await asyncio.to_thread(api.setup_tenant, api.admin(), "Press Shop")
-
-        async def call(method: str, path: str, expect: int | tuple[int, ...], **kw: Any) -> Any:
-            return await asyncio.to_thread(api.call, method, path, world.headers, expect, **kw)
+        _, call = await tenant_call(api, "Press Shop")
 
         product = await call(
             "POST", "/api/v1/products/import", 201, params={"name": "Press"}, json=PRESS_TSL

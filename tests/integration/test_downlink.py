@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from tests.edge.conftest import FC_HR, ModbusTestServer
 from tests.edge.conftest import modbus_server as modbus_server  # fixture
 from tests.edge.opcua_server import OpcUaTestServer, node_id
 from tests.edge.opcua_server import opcua_server as opcua_server  # fixture
-from tests.integration.conftest import Api, make_settings
+from tests.integration.conftest import Api, make_settings, provisioned, tenant_call
 from yugong.edge.config import parse_config
 from yugong.edge.gateway import EdgeGateway
 from yugong.platform.commands import install_commands
@@ -90,40 +89,24 @@ def platform_settings(tmp_path: Path, broker: tuple[str, int], run: str) -> Any:
     )
 
 
-Call = Callable[..., Awaitable[Any]]
-
-
-async def provisioned(call: Call, name: str, prop: str, value: Any) -> int:
-    """The id of edge device ``name`` once its ``prop`` reads ``value`` on the platform."""
-    deadline = time.monotonic() + 20
-    latest: Any = None
-    while True:
-        assert time.monotonic() < deadline, (
-            f"{name} not provisioned with {prop}={value!r}: {latest}"
-        )
-        page = await call("GET", "/api/v1/devices", 200, params={"search": name})
-        if page["items"]:
-            device = int(page["items"][0]["id"])
-            latest = await call("GET", f"/api/v1/devices/{device}/latest", 200)
-            if any(v["property"] == prop and v["value"] == value for v in latest["values"]):
-                return device
-        await asyncio.sleep(0.2)
+async def modbus_downlink(
+    tmp_path: Path, broker: tuple[str, int], modbus_server: ModbusTestServer
+) -> tuple[Any, Any]:
+    """The platform's settings and the gateway's configuration for a fresh run against
+    ``broker``, the gateway reading ``modbus_server`` (whose level register now holds 7)."""
+    run = f"t{time.time_ns()}"
+    await modbus_server.set(FC_HR, 0, [7])
+    gateway = gateway_config(tmp_path, modbus_connector(modbus_server.port), broker, run)
+    return platform_settings(tmp_path, broker, run), gateway
 
 
 async def test_write_reaches_the_modbus_register_and_errors_come_back(
     tmp_path: Path, mosquitto: tuple[str, int], modbus_server: ModbusTestServer
 ) -> None:
-    run = f"t{time.time_ns()}"
-    settings = platform_settings(tmp_path, mosquitto, run)
-    await modbus_server.set(FC_HR, 0, [7])
-    gateway = gateway_config(tmp_path, modbus_connector(modbus_server.port), mosquitto, run)
+    settings, gateway = await modbus_downlink(tmp_path, mosquitto, modbus_server)
     with BackgroundServer(settings) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
         install_commands(srv.app, srv.platform)
-        api = Api(c)
-        world = await asyncio.to_thread(api.setup_tenant, api.admin(), "Downlink Plant")
-
-        async def call(method: str, path: str, expect: int | tuple[int, ...], **kw: Any) -> Any:
-            return await asyncio.to_thread(api.call, method, path, world.headers, expect, **kw)
+        world, call = await tenant_call(Api(c), "Downlink Plant")
 
         async def write(device: int, prop: str, expect: int | tuple[int, ...], **body: Any) -> Any:
             path = f"/api/v1/devices/{device}/properties/{prop}"
@@ -214,11 +197,7 @@ async def test_write_reaches_the_opcua_node_and_refusals_come_back(
     gateway = gateway_config(tmp_path, connector, mosquitto, run)
     with BackgroundServer(settings) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
         install_commands(srv.app, srv.platform)
-        api = Api(c)
-        world = await asyncio.to_thread(api.setup_tenant, api.admin(), "Downlink Plant")
-
-        async def call(method: str, path: str, expect: int | tuple[int, ...], **kw: Any) -> Any:
-            return await asyncio.to_thread(api.call, method, path, world.headers, expect, **kw)
+        _, call = await tenant_call(Api(c), "Downlink Plant")
 
         async def write(device: int, prop: str, expect: int, **body: Any) -> Any:
             path = f"/api/v1/devices/{device}/properties/{prop}"

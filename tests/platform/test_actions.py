@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from email.header import decode_header, make_header
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +17,7 @@ from sqlalchemy import select
 from tests.conftest import until
 from tests.integration.conftest import SENSOR_TSL
 from tests.platform import test_notify
-from tests.platform.test_notify import SECRET, Mailbox, Receiver, settings
+from tests.platform.test_notify import SECRET, Mailbox, Receiver
 from yugong.core.errors import InvalidInput
 from yugong.core.timeutil import now_us
 from yugong.platform.actions import check_actions
@@ -32,19 +30,13 @@ from yugong.platform.rules.types import ALARMS_TOPIC, AlarmChange
 from yugong.platform.runtime import Platform
 from yugong.security.principal import SYSTEM
 
-receiver = test_notify.receiver  # fixtures: a webhook receiver, an SMTP server
+# fixtures: a started platform, a webhook receiver, an SMTP server
+platform = test_notify.platform
+receiver = test_notify.receiver
 mailbox = test_notify.mailbox
 
 # Never true on the test data: the rule engine must not raise alarms of its own here.
 QUIET = {"kind": "threshold", "property": "count", "op": ">", "value": 999_999}
-
-
-@pytest.fixture
-async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
-    p = Platform(settings(tmp_path))
-    await p.start()
-    yield p
-    await p.stop()
 
 
 @dataclass
@@ -62,6 +54,18 @@ def world(p: Platform) -> World:
     assert binding is not None
     series = {k: v.series for k, v in binding.properties.items()}
     return World(t, d.device.id, series)
+
+
+def webhook_target(p: Platform, w: World, receiver: Receiver) -> None:
+    """The tenant's webhook target ``ops-hook``, signed with ``SECRET``, calling ``receiver``."""
+    p.notify.targets.create(
+        SYSTEM,
+        name="ops-hook",
+        kind="webhook",
+        config={"url": receiver.url},
+        secret=SECRET,
+        tenant_id=w.tenant,
+    )
 
 
 def rule(p: Platform, w: World, actions: list[dict[str, Any]], *, versions: int = 1) -> int:
@@ -171,14 +175,7 @@ async def test_notifications_on_raise_and_on_clear(
 ) -> None:
     w = world(platform)
     targets = platform.notify.targets
-    targets.create(
-        SYSTEM,
-        name="ops-hook",
-        kind="webhook",
-        config={"url": receiver.url},
-        secret=SECRET,
-        tenant_id=w.tenant,
-    )
+    webhook_target(platform, w, receiver)
     mail = {
         "host": "127.0.0.1",
         "port": mailbox.port,
@@ -225,14 +222,7 @@ async def test_actions_come_from_the_version_that_raised_the_alarm(
     platform: Platform, receiver: Receiver
 ) -> None:
     w = world(platform)
-    platform.notify.targets.create(
-        SYSTEM,
-        name="ops-hook",
-        kind="webhook",
-        config={"url": receiver.url},
-        secret=SECRET,
-        tenant_id=w.tenant,
-    )
+    webhook_target(platform, w, receiver)
     rid = rule(platform, w, [{"kind": "webhook", "target": "ops-hook"}], versions=2)
     old = alarm(platform, w, rid, version=1)  # raised under v1, which had the webhook
     new = alarm(platform, w, rid, version=2)  # v2 has no actions
@@ -302,14 +292,7 @@ async def test_from_a_sample_to_a_webhook_and_a_metric(
     if getattr(platform, "rules_runner", None) is None:
         pytest.skip("no rule engine in this build")
     w = world(platform)
-    platform.notify.targets.create(
-        SYSTEM,
-        name="ops-hook",
-        kind="webhook",
-        config={"url": receiver.url},
-        secret=SECRET,
-        tenant_id=w.tenant,
-    )
+    webhook_target(platform, w, receiver)
     doc = {
         "name": "Too hot",
         "target": {"device": w.device},

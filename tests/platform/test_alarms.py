@@ -4,14 +4,12 @@ from people, history and audit, queries and their filters, tenant isolation, the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import migrated_db, until
+from tests.conftest import until
 from yugong.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from yugong.infra.bus import InProcessBus, InProcessSubscription
 from yugong.infra.db import Database
@@ -43,12 +41,6 @@ TSL: dict[str, Any] = {
     "events": [],
     "services": [],
 }
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    with migrated_db(request, tmp_path) as database:
-        yield database
 
 
 class World:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import migrated_db
 from yugong.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from yugong.infra.db import Database
 from yugong.platform.registry import ChangeEvent, Registry
@@ -41,12 +38,6 @@ TSL: dict[str, Any] = {
     "events": [],
     "services": [],
 }
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    with migrated_db(request, tmp_path) as database:
-        yield database
 
 
 class World:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event, text
 
-from tests.conftest import migrated_db
 from yugong.core.timeutil import now_us
 from yugong.infra.db import Database
 from yugong.platform.registry import Registry, RegistryDirectory
@@ -76,12 +73,6 @@ TSL: dict[str, Any] = {
         },
     ],
 }
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    with migrated_db(request, tmp_path) as database:
-        yield database
 
 
 class Rig:
