@@ -362,6 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_rules_commands(sub, add)
 
+    from yugong.cli_components import add_component_commands
+
+    add_component_commands(sub, add)
+
     product = sub.add_parser("product", help="products").add_subparsers(dest="p", required=True)
     pi = add(product, "import", cmd_product_import, "create or update a product from TSL JSON")
     pi.add_argument("file", help="TSL thing-model JSON file")

@@ -99,7 +99,7 @@ def _watch(reloader: CertReloader | None, platform: Platform) -> asyncio.Task[No
             reloader.cert_file,
             reloader.key_file,
         ):
-            reloader.add(broker_context)
+            reloader.add(broker_context, tls.ca_file)
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
         asyncio.get_running_loop().add_signal_handler(
             signal.SIGHUP, lambda: reloader.check(force=True)

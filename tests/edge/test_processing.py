@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from yugong.core.errors import InvalidInput
 from yugong.core.quality import Quality
+from yugong.core.units import unit_factor
 from yugong.edge.processing import (
     ComputedPoints,
     Deadband,
@@ -21,7 +22,6 @@ from yugong.edge.processing import (
     UnitConvert,
     WindowAggregate,
     build_pipeline,
-    unit_factor,
 )
 from yugong.edge.samples import EDGE_SCHEMA, edge_batch
 

@@ -301,6 +301,17 @@ def throwaway_block(e: Env, c: Caller, t: TenantData) -> Req:
     return Req("DELETE", f"{V1}/security/blocks/{block['id']}")
 
 
+def invoke_component(e: Env, c: Caller, t: TenantData) -> Req:
+    """On the own tenant literal inputs; on the other, that tenant's stored series (refused
+    to its callers; a platform admin finds no samples in the range)."""
+    path = f"{V1}/components/energy.power_factor/1.0.0:invoke"
+    if t is e.a:
+        return Req("POST", path, json={"inputs": {"p": 3, "q": 4}})
+    series = {"device": t.device, "property": "temperature", "start": 0, "end": 1000}
+    body = {"inputs": {"p": {"series": series, "unit": "kW"}, "q": 0}}
+    return Req("POST", path, json=body, ok=(200, 422))
+
+
 def notification_target(e: Env, t: TenantData) -> int:
     """A webhook target in ``t`` pointing at a closed port (a test send fails fast)."""
     body = {
@@ -700,6 +711,15 @@ FACTORIES: dict[tuple[str, str], Factory] = {
     ("GET", f"{V1}/rules/{{rule_id}}/versions"): on_rule("GET", "/versions"),
     ("POST", f"{V1}/rules/{{rule_id}}/enable"): on_rule("POST", "/enable"),
     ("POST", f"{V1}/rules/{{rule_id}}/disable"): on_rule("POST", "/disable"),
+    # Components: the catalog is the platform's; invoking reads the caller's own series.
+    ("GET", f"{V1}/components"): lambda e, c, t: Req("GET", f"{V1}/components"),
+    ("GET", f"{V1}/components/{{name}}"): lambda e, c, t: Req(
+        "GET", f"{V1}/components/energy.power_factor"
+    ),
+    ("GET", f"{V1}/components/{{name}}/{{version}}"): lambda e, c, t: Req(
+        "GET", f"{V1}/components/energy.power_factor/1.0.0"
+    ),
+    ("POST", f"{V1}/components/{{name}}/{{version}}:invoke"): invoke_component,
 }
 
 # Routes with no "other tenant": public, the caller's own account, device-token ingest, and
@@ -712,6 +732,9 @@ OWN_ONLY = {route for route, action in ROUTE_ACTIONS.items() if action is None} 
     ("GET", f"{V1}/tenant-profiles/{{profile_id}}"),
     ("PATCH", f"{V1}/tenant-profiles/{{profile_id}}"),
     ("DELETE", f"{V1}/tenant-profiles/{{profile_id}}"),
+    ("GET", f"{V1}/components"),
+    ("GET", f"{V1}/components/{{name}}"),
+    ("GET", f"{V1}/components/{{name}}/{{version}}"),
 }
 
 

@@ -292,6 +292,32 @@ def test_reloader_keeps_the_old_certificate_while_the_pair_does_not_match(
         assert pki.fingerprint(_connect(port, pki.client_ssl_context(paths.ca_cert))) == old
 
 
+def test_handshakes_during_reloads_never_fail(paths: pki.PkiPaths) -> None:
+    # Reloads while clients connect: every handshake gets a whole certificate-and-key pair,
+    # the old or the new one, and client certificates are still verified after a switch.
+    ctx = pki.server_ssl_context(paths.server_cert, paths.server_key, paths.ca_cert)
+    reloader = pki.CertReloader(ctx, paths.server_cert, paths.server_key, paths.ca_cert)
+    device = pki.issue_device(paths, "dev-r", tenant=1, device_id=1)
+    client = pki.client_ssl_context(paths.ca_cert, device.cert_file, device.key_file)
+    stop = threading.Event()
+
+    def reload_forever() -> None:
+        while not stop.is_set():
+            reloader.check(force=True)
+
+    with tls_server(ctx) as (port, outcomes):
+        worker = threading.Thread(target=reload_forever)
+        worker.start()
+        try:
+            peers = [_connect(port, client) for _ in range(150)]
+        finally:
+            stop.set()
+            worker.join()
+    assert reloader.reloads > 10
+    assert all(peers), "a handshake failed during a reload"
+    assert all(isinstance(o, bytes) and o for o in outcomes), outcomes
+
+
 # CLI ------------------------------------------------------------------------------------------
 
 

@@ -11,8 +11,6 @@ A :class:`Pipeline` chains named steps; any ``Callable[[pa.Table], pa.Table]`` i
 
 from __future__ import annotations
 
-import functools
-import math
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal, Protocol, cast, runtime_checkable
 
@@ -25,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from yugong.core.errors import FieldError, InvalidInput
 from yugong.core.expr import Expression, compile_expr
 from yugong.core.quality import Quality
+from yugong.core.units import unit_factor
 from yugong.edge.samples import EDGE_SCHEMA
 
 I64 = npt.NDArray[np.int64]
@@ -220,42 +219,6 @@ class PipelineConfig(_Model):
 class Stateful(Protocol):
     def snapshot(self) -> dict[str, Any]: ...
     def restore(self, state: dict[str, Any]) -> None: ...
-
-
-# A wide span keeps the derived factor accurate; the third probe checks the map is affine.
-_PROBES = (0.0, 1000.0, 7.0)
-
-
-@functools.cache
-def _unit_registry() -> Any:
-    import pint  # imported on first use: building the registry takes a moment
-
-    return pint.UnitRegistry()
-
-
-def unit_factor(from_unit: str, to_unit: str, where: str = "units") -> tuple[float, float]:
-    """``(factor, offset)`` with ``to = from * factor + offset``, derived with pint."""
-    import pint
-
-    ureg = _unit_registry()
-    try:
-        conv = [float(ureg.Quantity(x, from_unit).to(to_unit).magnitude) for x in _PROBES]
-    except pint.UndefinedUnitError as exc:
-        raise InvalidInput(
-            f"{where}: unknown unit {exc.unit_names!r}",
-            [FieldError(where, f"unknown unit {exc.unit_names!r}")],
-        ) from None
-    except pint.DimensionalityError:
-        msg = f"cannot convert {from_unit!r} to {to_unit!r}: different dimensions"
-        raise InvalidInput(f"{where}: {msg}", [FieldError(where, msg)]) from None
-    except (pint.errors.PintError, ValueError, TypeError, AssertionError) as exc:
-        msg = f"cannot convert {from_unit!r} to {to_unit!r}: {exc}"
-        raise InvalidInput(f"{where}: {msg}", [FieldError(where, msg)]) from None
-    offset, factor = conv[0], (conv[1] - conv[0]) / _PROBES[1]
-    if not math.isclose(conv[2], offset + _PROBES[2] * factor, rel_tol=1e-9, abs_tol=1e-12):
-        msg = f"{from_unit!r} -> {to_unit!r} is not a linear conversion"
-        raise InvalidInput(f"{where}: {msg}", [FieldError(where, msg)])
-    return factor, offset
 
 
 class UnitConvert:

@@ -16,6 +16,8 @@ from yugong.infra.db import Database
 from yugong.infra.migrate import upgrade
 from yugong.infra.timeseries import TimeSeriesStore, open_store
 from yugong.platform.command_queue import CommandLog
+from yugong.platform.components import Catalog
+from yugong.platform.components.service import ComponentService
 from yugong.platform.ingest.service import IngestService
 from yugong.platform.ingest.writer import BatchedWriter
 from yugong.platform.query import QueryService
@@ -111,6 +113,7 @@ class Platform:
             guard=self.quotas,
         )
         self.query = QueryService(self.directory, self.store)
+        self.components = ComponentService(await asyncio.to_thread(Catalog.discover), self.query)
         await self._start_actions()
         from yugong.platform.rules.runner import start_rules
 

@@ -38,6 +38,8 @@ ACTIONS: tuple[str, ...] = (
     "alarms:write",
     "rules:read",
     "rules:write",
+    "components:read",
+    "components:invoke",
 )
 
 _ALL = frozenset(ACTIONS)
@@ -46,6 +48,8 @@ _ADMIN_ONLY = frozenset({"audit:read", "security:read", "security:write", "quota
 # Notification targets (webhook URLs, mail servers): tenant admins and engineers.
 _NOTIFY = frozenset({"notify:read", "notify:write"})
 _READ = frozenset(a for a in ACTIONS if a.endswith(":read")) - _ADMIN_ONLY - _NOTIFY
+# Running a component computes on values the caller gives or may already read: every role.
+_READ |= {"components:invoke"}
 # "apikeys:*" for roles below tenant admin means their own keys only (see apikeys service).
 _OWN_KEYS = frozenset({"apikeys:read", "apikeys:write"})
 
@@ -188,6 +192,10 @@ ROUTE_ACTIONS: dict[tuple[str, str], str | None] = {
     ("PATCH", "/api/v1/notification-targets/{target_id}"): "notify:write",
     ("DELETE", "/api/v1/notification-targets/{target_id}"): "notify:write",
     ("POST", "/api/v1/notification-targets/{target_id}/test"): "notify:write",
+    ("GET", "/api/v1/components"): "components:read",
+    ("GET", "/api/v1/components/{name}"): "components:read",
+    ("GET", "/api/v1/components/{name}/{version}"): "components:read",
+    ("POST", "/api/v1/components/{name}/{version}:invoke"): "components:invoke",
     ("GET", "/static/{path:path}"): None,
 }
 

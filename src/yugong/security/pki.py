@@ -492,21 +492,48 @@ def client_ssl_context(
 
 
 class CertReloader:
-    """Keeps live server contexts' certificate current: when the certificate or key file
-    changes, it is loaded into the same ``SSLContext`` objects (HTTPS, MQTT over TLS), so new
-    handshakes present the new certificate while established connections carry on."""
+    """Keeps live server contexts' certificate current (HTTPS, MQTT over TLS): when the
+    certificate or key file changes, a fresh context is built from them and each new
+    handshake is switched to it from the live context's SNI callback (called for every
+    ClientHello, with or without a server name). The live context is never changed while it
+    serves, so a handshake can never meet a certificate without its key, and established
+    connections carry on."""
 
-    def __init__(self, context: ssl.SSLContext, cert_file: Path, key_file: Path) -> None:
-        self.contexts = [context]
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        cert_file: Path,
+        key_file: Path,
+        ca_file: Path | str | None = None,
+    ) -> None:
         self.cert_file = Path(cert_file)
         self.key_file = Path(key_file)
         self.reloads = 0
+        self._live: list[tuple[ssl.SSLContext, Path | None]] = []
+        self._fresh: dict[int, ssl.SSLContext] = {}  # id(live context) -> its replacement
         self._stamp = self._current()
+        self.add(context, ca_file)
 
-    def add(self, context: ssl.SSLContext) -> None:
-        """Keep another context serving these files current too."""
-        if all(c is not context for c in self.contexts):
-            self.contexts.append(context)
+    @property
+    def contexts(self) -> list[ssl.SSLContext]:
+        return [live for live, _ in self._live]
+
+    def add(self, context: ssl.SSLContext, ca_file: Path | str | None = None) -> None:
+        """Keep another context serving these files current too; ``ca_file`` is the CA it
+        verifies client certificates against, if any."""
+        if any(live is context for live, _ in self._live):
+            return
+        self._live.append((context, Path(ca_file) if ca_file else None))
+        key = id(context)
+
+        def switch(
+            conn: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, ctx: ssl.SSLContext
+        ) -> None:
+            fresh = self._fresh.get(key)
+            if fresh is not None:
+                conn.context = fresh
+
+        context.sni_callback = switch
 
     def _current(self) -> tuple[tuple[int, int], ...]:
         out = []
@@ -526,12 +553,14 @@ class CertReloader:
         if stamp == self._stamp and not force:
             return False
         try:
-            # The first load proves the pair matches before any other context is touched.
-            for context in self.contexts:
-                context.load_cert_chain(str(self.cert_file), str(self.key_file))
-        except (OSError, ssl.SSLError) as exc:
+            fresh = {
+                id(live): server_ssl_context(self.cert_file, self.key_file, ca)
+                for live, ca in self._live
+            }
+        except PkiError as exc:
             log.warning("TLS certificate %s not reloaded yet: %s", self.cert_file, exc)
             return False
+        self._fresh = fresh  # one assignment: a handshake sees the old set or the new
         self._stamp = stamp
         self.reloads += 1
         log.info("TLS certificate reloaded from %s", self.cert_file)
