@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint install clean
+.PHONY: demo test bench lint install clean chromium vendor-web
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed")'
@@ -24,7 +24,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/yugong demo
 
-test: $(STAMP)
+# Browser tests drive Debian's chromium (never a browser build of Playwright's own), with a
+# CJK font so zh-CN pages render in screenshots: install them when missing and we can (root
+# with apt-get); else the tests skip (fail with CI=true).
+BROWSER_DEBS := chromium fonts-wqy-microhei
+chromium:
+	@if { [ ! -x /usr/bin/chromium ] || [ ! -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; } \
+	  && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BROWSER_DEBS) \
+	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BROWSER_DEBS); } \
+	  || echo "chromium could not be installed: the browser tests will skip" >&2; \
+	fi
+
+test: chromium $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -34,6 +46,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+
+# Fetch the vendored web assets again (npm pack) and check them against their VENDOR.md.
+vendor-web:
+	bash scripts/vendor-web.sh
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

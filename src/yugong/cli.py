@@ -118,6 +118,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
     tls_files = ensure_pki(settings)
     ca_file = tls_files.ca_file or pki_paths(settings.data_dir).ca_cert
+    # The demo runs whatever code is checked out: its integrity manifest follows the code
+    # (a production install rebuilds it with `yugong integrity build` after an upgrade).
+    from yugong.security.integrity import Integrity
+
+    Integrity(settings).build()
 
     # The factory floor behind the edge gateway: Modbus PLCs and OPC UA CNCs, own process.
     factory = FactoryProcess(make_layout(pumps=3, motors=2, meters=2, cncs=2))

@@ -61,6 +61,8 @@ def app_routes(app: FastAPI) -> set[tuple[str, str]]:
     found: set[tuple[str, str]] = set()
     for ctx, original in zip(contexts, originals, strict=True):
         if isinstance(original, APIRoute):
+            if ctx.path.startswith("/console"):
+                continue  # console pages: tests/web/test_console_access.py checks each by role
             for method in ctx.methods or ():
                 found.add((method, ctx.path))  # as declared, e.g. {path:path}
     return found
@@ -561,6 +563,13 @@ FACTORIES: dict[tuple[str, str], Factory] = {
     ),
     ("GET", f"{V1}/devices/{{device_id}}/timeseries"): lambda e, c, t: Req(
         "GET", f"{V1}/devices/{t.device}/timeseries", params={"keys": "temperature"}
+    ),
+    ("GET", f"{V1}/devices/{{device_id}}/history"): lambda e, c, t: Req(
+        "GET", f"{V1}/devices/{t.device}/history", params={"keys": "temperature"}
+    ),
+    # once=true: one snapshot then close (a live stream would never answer in full).
+    ("GET", f"{V1}/devices/{{device_id}}/stream"): lambda e, c, t: Req(
+        "GET", f"{V1}/devices/{t.device}/stream", params={"once": "true"}
     ),
     ("POST", f"{V1}/query/latest"): lambda e, c, t: Req(
         "POST", f"{V1}/query/latest", json={"series": [{"device": t.device}]}

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
 
 from yugong import __version__
 from yugong.api import problems
@@ -21,6 +20,7 @@ from yugong.api.routers import (
     auth,
     components,
     devices,
+    history,
     ingest,
     notify,
     products,
@@ -36,7 +36,7 @@ from yugong.core.settings import Settings, load_settings
 from yugong.platform.commands import install_commands
 from yugong.platform.runtime import Platform
 from yugong.security.context import RequestContextMiddleware
-from yugong.web import landing_page
+from yugong.web.console import install_console
 
 API_PREFIX = "/api/v1"
 
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
     for module in (auth, users, apikeys, tenants, assets, products, devices, query):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(history.router, prefix=API_PREFIX)  # chart history, live stream
     app.include_router(tenant_profiles.router, prefix=API_PREFIX)
     app.include_router(rules.router, prefix=API_PREFIX)
     install_commands(app, platform)
@@ -97,11 +98,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    @app.get("/", include_in_schema=False)
-    async def root() -> HTMLResponse:
-        mqtt = platform.mqtt_address
-        where = f"mqtt://{mqtt[0]}:{mqtt[1]}" if mqtt else (settings.mqtt_url or "off")
-        return HTMLResponse(landing_page(__version__, where))
+    install_console(app)  # the web console under /console; "/" leads there
 
     # Last: the ThingsBoard device API's /{token}/telemetry must not shadow the routes above.
     app.include_router(ingest.router, prefix=API_PREFIX)

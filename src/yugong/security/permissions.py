@@ -156,6 +156,8 @@ ROUTE_ACTIONS: dict[tuple[str, str], str | None] = {
     ("GET", "/api/v1/commands/{command_id}"): "devices:read",
     ("GET", "/api/v1/devices/{device_id}/latest"): "telemetry:read",
     ("GET", "/api/v1/devices/{device_id}/timeseries"): "telemetry:read",
+    ("GET", "/api/v1/devices/{device_id}/history"): "telemetry:read",
+    ("GET", "/api/v1/devices/{device_id}/stream"): "telemetry:read",
     ("POST", "/api/v1/query/latest"): "telemetry:read",
     ("POST", "/api/v1/query/timeseries"): "telemetry:read",
     ("POST", "/api/v1/telemetry"): "telemetry:write",
