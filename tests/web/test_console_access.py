@@ -191,7 +191,18 @@ ALLOWED_TEXT = {"简体中文", "English", "—", "·", "(", ")", "#", "%"}
 
 
 def catalogs() -> dict[str, dict[str, str]]:
-    return {p.stem: json.loads(p.read_text("utf-8")) for p in (WEB / "i18n").glob("*.json")}
+    from yugong.web.i18n import catalog
+
+    return {d.name: dict(catalog(d.name)) for d in (WEB / "i18n").iterdir() if d.is_dir()}
+
+
+def test_every_part_is_translated_in_both_languages() -> None:
+    parts = {loc: {p.name for p in (WEB / "i18n" / loc).glob("*.json")} for loc in ("en", "zh-CN")}
+    assert parts["en"] == parts["zh-CN"]
+    for name in parts["en"]:
+        en = json.loads((WEB / "i18n" / "en" / name).read_text("utf-8"))
+        zh = json.loads((WEB / "i18n" / "zh-CN" / name).read_text("utf-8"))
+        assert set(en) == set(zh), f"{name}: {sorted(set(en) ^ set(zh))}"
 
 
 def test_catalogs_hold_the_same_keys_and_placeholders() -> None:

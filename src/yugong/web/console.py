@@ -60,13 +60,9 @@ class NavItem:
     action: str  # the permission a viewer needs to see it
 
 
-# The console's pages, in menu order; a page appears for viewers whose role allows it.
-NAV: list[NavItem] = [
-    NavItem("overview", f"{PREFIX}/", "devices:read"),
-    NavItem("devices", f"{PREFIX}/devices", "devices:read"),
-    NavItem("alarms", f"{PREFIX}/alarms", "alarms:read"),
-    NavItem("audit", f"{PREFIX}/audit", "audit:read"),
-]
+# The console's menu, in order: each page module declares its items (``NAV`` in the module)
+# and install_console() gathers them; an item appears for viewers whose role allows it.
+NAV: list[NavItem] = []
 
 
 @dataclass
@@ -331,11 +327,13 @@ def _redirect(request: Request, target: str) -> Response:
 def install_console(app: FastAPI) -> None:
     """The console's routes and how its refusals look: a sign-in page or a 403 page,
     never a JSON problem."""
-    from yugong.web.pages import all_routers
+    from yugong.web.pages import all_pages
 
     app.include_router(router)
-    for page_router in all_routers():
-        app.include_router(page_router)
+    NAV.clear()
+    for page in all_pages():
+        app.include_router(page.router)
+        NAV.extend(getattr(page, "NAV", ()))
 
     @app.exception_handler(LoginRequired)
     async def to_login(request: Request, exc: LoginRequired) -> Response:

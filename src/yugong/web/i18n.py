@@ -1,4 +1,4 @@
-"""Translation catalogs of the console: ``web/i18n/<locale>.json``, flat keys to text with
+"""Translation catalogs of the console: ``web/i18n/<locale>/*.json``, flat keys to text with
 ``{name}`` placeholders. Templates call ``t("key")``; no text is written in templates.
 
 The locale is the signed-in user's saved one, else the ``yugong_lang`` cookie, else the
@@ -24,7 +24,15 @@ CATALOG_DIR = Path(__file__).parent / "i18n"
 
 @functools.cache
 def catalog(locale: str) -> Mapping[str, str]:
-    data: dict[str, str] = json.loads((CATALOG_DIR / f"{locale}.json").read_text("utf-8"))
+    """All of a locale's texts: every ``i18n/<locale>/*.json`` (one file per part of the
+    console), merged; a key defined twice is an error, not a silent override."""
+    data: dict[str, str] = {}
+    for part in sorted((CATALOG_DIR / locale).glob("*.json")):
+        texts = json.loads(part.read_text("utf-8"))
+        twice = sorted(set(texts) & set(data))
+        if twice:
+            raise ValueError(f"{part}: keys already defined in another file: {twice}")
+        data.update(texts)
     return data
 
 

@@ -1,11 +1,25 @@
-"""The console's pages, one module each."""
+"""The console's pages, one module each, in menu order. A module has a ``router`` and may
+declare ``NAV``: the menu items it adds (see :class:`yugong.web.console.NavItem`)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import importlib
+from types import ModuleType
+
+PAGES = (
+    "overview",
+    "devices",
+    "dashboards",
+    "alarms",
+    "rules",
+    "products",
+    "gateways",
+    "components",
+    "admin",
+    "platform",
+    "audit",
+)
 
 
-def all_routers() -> list[APIRouter]:
-    from yugong.web.pages import alarms, audit, devices, overview
-
-    return [overview.router, devices.router, alarms.router, audit.router]
+def all_pages() -> list[ModuleType]:
+    return [importlib.import_module(f"yugong.web.pages.{name}") for name in PAGES]

@@ -10,9 +10,10 @@ from fastapi.responses import HTMLResponse
 
 from yugong.core.errors import YugongError
 from yugong.platform.alarms.queries import AlarmFilter
-from yugong.web.console import PREFIX, Viewer, ViewerDep, render
+from yugong.web.console import PREFIX, NavItem, Viewer, ViewerDep, render
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
+NAV = [NavItem("alarms", f"{PREFIX}/alarms", "alarms:read")]
 SEVERITIES = ("critical", "major", "minor", "warning")
 STATES = ("open", "active", "acknowledged", "cleared")
 PAGE = 50

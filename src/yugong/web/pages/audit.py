@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from yugong.web.console import PREFIX, ViewerDep, render
+from yugong.web.console import PREFIX, NavItem, ViewerDep, render
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
+NAV = [NavItem("audit", f"{PREFIX}/audit", "audit:read")]
 PAGE = 50
 
 

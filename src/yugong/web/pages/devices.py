@@ -9,9 +9,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from yugong.core.errors import NotFound
-from yugong.web.console import PREFIX, Viewer, ViewerDep, render
+from yugong.web.console import PREFIX, NavItem, Viewer, ViewerDep, render
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
+NAV = [NavItem("devices", f"{PREFIX}/devices", "devices:read")]
 PAGE = 50
 NUMERIC = ("int", "float", "double", "enum", "bool")
 

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from yugong.platform.alarms.queries import AlarmFilter
-from yugong.web.console import PREFIX, Viewer, ViewerDep, render
+from yugong.web.console import PREFIX, NavItem, Viewer, ViewerDep, render
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
+NAV = [NavItem("overview", f"{PREFIX}/", "devices:read")]
 # (tenant) -> (monotonic time, accepted points): the rate is the change between two looks.
 _last_seen: dict[int, tuple[float, int]] = {}
 
