@@ -15,7 +15,7 @@ import builtins
 import hashlib
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -298,8 +298,10 @@ class DeviceService:
         search: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        asset_ids: Sequence[int] | None = None,
     ) -> Listing[DeviceRecord]:
-        """Devices of a tenant, filtered; ``search`` matches name or label (any case)."""
+        """Devices of a tenant, filtered; ``search`` matches name or label (any case);
+        ``asset_ids``: devices on any of these assets (e.g. a subtree)."""
         p.require("devices:read")
         check_paging(limit, offset)
         q = select(Device).where(Device.tenant_id == p.tenant_for(tenant_id))
@@ -307,6 +309,8 @@ class DeviceService:
             q = q.where(Device.product_id == product_id)
         if asset_id is not None:
             q = q.where(Device.asset_id == asset_id)
+        if asset_ids is not None:
+            q = q.where(Device.asset_id.in_(list(asset_ids)))
         if gateway_id is not None:
             q = q.where(Device.gateway_id == gateway_id)
         if online is not None:
