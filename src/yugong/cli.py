@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,8 @@ def cmd_server(args: argparse.Namespace, settings: Settings) -> int:
     async def announce(platform: Any) -> None:
         _announce(settings, platform)
 
-    asyncio.run(serve(settings, announce))
+    with _sigterm_as_exit():
+        asyncio.run(serve(settings, announce))
     return 0
 
 
@@ -156,10 +159,31 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             tasks.create_task(run_edge(platform, factory.layout, buffer))
 
     try:
-        asyncio.run(serve(settings, after_start))
+        with _sigterm_as_exit():
+            asyncio.run(serve(settings, after_start))
     finally:
         factory.stop()
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM (a service manager's stop, `kill`) ends the process like Ctrl+C does: the
+    server shuts down, then cleanup runs. Without this the server re-raises SIGTERM after its
+    shutdown and the default action kills the process before its ``finally`` blocks."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    try:
+        before = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: nothing to install
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 # db, config, bench --------------------------------------------------------------------------

@@ -424,10 +424,32 @@ def test_yugong_demo_runs_with_tls_on(tmp_path: Path) -> None:
                 return bool(latest["values"])
 
             api.wait_for(simulated_values, 20)  # the plant publishes over MQTT with TLS
-    finally:
+        children = _children(proc.pid)
+        assert children, "the demo runs its factory in a process of its own"
+        # A service manager's stop: the demo shuts down cleanly and takes its factory along.
         proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
+        assert proc.wait(30) == 0
+        api.wait_for(lambda: not any(_alive(c) for c in children), 10)
+    finally:
+        if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _children(pid: int) -> list[int]:
+    """Child processes of ``pid``, whichever of its threads started them."""
+    return [
+        int(c)
+        for task in Path(f"/proc/{pid}/task").glob("*")
+        for c in (task / "children").read_text().split()
+    ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone in all but name.
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ", 1)[-1].startswith("Z"))

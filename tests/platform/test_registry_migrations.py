@@ -11,6 +11,7 @@ from sqlalchemy import inspect
 
 import yugong.platform.alarms.models
 import yugong.platform.command_models
+import yugong.platform.dashboards
 import yugong.platform.registry.models
 import yugong.platform.rules.models
 import yugong.security.models
@@ -21,6 +22,7 @@ REGISTRY_TABLES = {"tenants", "assets", "products", "devices", "series"}
 _ = (
     yugong.platform.alarms.models,
     yugong.platform.command_models,
+    yugong.platform.dashboards,
     yugong.platform.registry.models,
     yugong.platform.rules.models,
     yugong.security.models,

@@ -414,6 +414,29 @@ def on_rule(method: str, suffix: str = "", body: bool = False) -> Factory:
     return make
 
 
+def dashboard_body(e: Env, t: TenantData) -> dict[str, Any]:
+    widget = {"kind": "value", "device": t.device, "property": "temperature"}
+    return {"name": e.unique("matrix-board"), "widgets": [widget]}
+
+
+def on_dashboard(method: str, body: bool = False) -> Factory:
+    """A request on a fresh dashboard of the target tenant: the caller's own where it is of
+    that tenant (only owners and admins change one), else the tenant admin's, not shared."""
+
+    def make(e: Env, c: Caller, t: TenantData) -> Req:
+        own = c.platform or c.principal.tenant == t.id
+        maker = c.headers if own else t.admin
+        params = {"tenant_id": t.id} if c.platform else None
+        board = e.call(
+            "POST", f"{V1}/dashboards", maker, 201, params=params, json=dashboard_body(e, t)
+        )
+        ok = (204,) if method == "DELETE" else (200,)
+        json = dashboard_body(e, t) if body else None
+        return Req(method, f"{V1}/dashboards/{board['id']}", params=named(c, t), json=json, ok=ok)
+
+    return make
+
+
 FACTORIES: dict[tuple[str, str], Factory] = {
     ("GET", "/"): lambda e, c, t: Req("GET", "/"),
     ("GET", f"{V1}/health"): lambda e, c, t: Req("GET", f"{V1}/health"),
@@ -729,6 +752,16 @@ FACTORIES: dict[tuple[str, str], Factory] = {
         "GET", f"{V1}/components/energy.power_factor/1.0.0"
     ),
     ("POST", f"{V1}/components/{{name}}/{{version}}:invoke"): invoke_component,
+    # Dashboards: every role composes its own; owners and admins change them.
+    ("GET", f"{V1}/dashboards"): lambda e, c, t: Req(
+        "GET", f"{V1}/dashboards", params={"tenant_id": t.id}
+    ),
+    ("POST", f"{V1}/dashboards"): lambda e, c, t: Req(
+        "POST", f"{V1}/dashboards", params={"tenant_id": t.id}, json=dashboard_body(e, t), ok=(201,)
+    ),
+    ("GET", f"{V1}/dashboards/{{dashboard_id}}"): on_dashboard("GET"),
+    ("PUT", f"{V1}/dashboards/{{dashboard_id}}"): on_dashboard("PUT", body=True),
+    ("DELETE", f"{V1}/dashboards/{{dashboard_id}}"): on_dashboard("DELETE"),
 }
 
 # Routes with no "other tenant": public, the caller's own account, device-token ingest, and

@@ -9,9 +9,11 @@ from yugong.security.permissions import ACTIONS, PERMISSIONS, allowed, can_grant
 from yugong.security.principal import Principal, Role
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "permissions.md"
-# Reads every role has (and running components); the audit log, security events and quotas
-# are for administrators, notification targets for administrators and engineers.
-READS = ({a for a in ACTIONS if a.endswith(":read")} | {"components:invoke"}) - {
+# Reads every role has (and running components, composing dashboards); the audit log,
+# security events and quotas are for administrators, notification targets for administrators
+# and engineers.
+EVERYONE = {"components:invoke", "dashboards:write"}
+READS = ({a for a in ACTIONS if a.endswith(":read")} | EVERYONE) - {
     "audit:read",
     "security:read",
     "quotas:read",

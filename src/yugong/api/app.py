@@ -19,6 +19,7 @@ from yugong.api.routers import (
     assets,
     auth,
     components,
+    dashboards,
     devices,
     history,
     ingest,
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(alarms.router, prefix=API_PREFIX)
     app.include_router(notify.router, prefix=API_PREFIX)  # notification targets
     app.include_router(components.router, prefix=API_PREFIX)  # component library
+    app.include_router(dashboards.router, prefix=API_PREFIX)  # people's widget dashboards
     app.include_router(security.router, prefix=API_PREFIX)  # audit, events, blocks
     app.include_router(static_assets.router)  # web assets, integrity-checked
 

@@ -18,6 +18,7 @@ from yugong.infra.timeseries import TimeSeriesStore, open_store
 from yugong.platform.command_queue import CommandLog
 from yugong.platform.components import Catalog
 from yugong.platform.components.service import ComponentService
+from yugong.platform.dashboards import DashboardService
 from yugong.platform.ingest.service import IngestService
 from yugong.platform.ingest.writer import BatchedWriter
 from yugong.platform.query import QueryService
@@ -114,6 +115,7 @@ class Platform:
         )
         self.query = QueryService(self.directory, self.store)
         self.components = ComponentService(await asyncio.to_thread(Catalog.discover), self.query)
+        self.dashboards = DashboardService(self.db, self.directory, audit=self.security.audit)
         await self._start_actions()
         from yugong.platform.rules.runner import start_rules
 

@@ -40,6 +40,8 @@ ACTIONS: tuple[str, ...] = (
     "rules:write",
     "components:read",
     "components:invoke",
+    "dashboards:read",
+    "dashboards:write",
 )
 
 _ALL = frozenset(ACTIONS)
@@ -50,6 +52,8 @@ _NOTIFY = frozenset({"notify:read", "notify:write"})
 _READ = frozenset(a for a in ACTIONS if a.endswith(":read")) - _ADMIN_ONLY - _NOTIFY
 # Running a component computes on values the caller gives or may already read: every role.
 _READ |= {"components:invoke"}
+# Every role composes its own dashboards (the service lets only owners and admins edit one).
+_READ |= {"dashboards:write"}
 # "apikeys:*" for roles below tenant admin means their own keys only (see apikeys service).
 _OWN_KEYS = frozenset({"apikeys:read", "apikeys:write"})
 
@@ -198,6 +202,11 @@ ROUTE_ACTIONS: dict[tuple[str, str], str | None] = {
     ("GET", "/api/v1/components/{name}"): "components:read",
     ("GET", "/api/v1/components/{name}/{version}"): "components:read",
     ("POST", "/api/v1/components/{name}/{version}:invoke"): "components:invoke",
+    ("GET", "/api/v1/dashboards"): "dashboards:read",
+    ("POST", "/api/v1/dashboards"): "dashboards:write",
+    ("GET", "/api/v1/dashboards/{dashboard_id}"): "dashboards:read",
+    ("PUT", "/api/v1/dashboards/{dashboard_id}"): "dashboards:write",
+    ("DELETE", "/api/v1/dashboards/{dashboard_id}"): "dashboards:write",
     ("GET", "/static/{path:path}"): None,
 }
 

@@ -28,6 +28,7 @@ from yugong.api.csrf import (
     set_session_cookies,
 )
 from yugong.core.errors import Forbidden, RateLimited, Unauthorized, YugongError
+from yugong.security.context import current
 from yugong.security.permissions import allowed
 from yugong.security.principal import Principal
 from yugong.security.service import Security
@@ -163,6 +164,7 @@ def get_viewer(request: Request) -> Viewer:
     viewer = Viewer(principal, name, locale, Translator(locale), csrf, renew)
     viewer.tenant_id, viewer.tenants = _tenant_choice(request, principal)
     request.state.principal = principal
+    current().principal = principal  # the audit log and events name who acted
     return viewer
 
 

@@ -11,8 +11,11 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing as mp
+import os
 import socket
 import struct
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -250,7 +253,20 @@ async def run_factory(layout: FactoryLayout, ready: Any = None) -> None:
             await opcua.stop()
 
 
-def _factory_main(layout: FactoryLayout, ready: Any) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """The factory lives only as long as the demo: if the demo dies without stopping it
+    (killed outright), the factory notices it was orphaned and ends too."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _factory_main(layout: FactoryLayout, ready: Any, parent: int) -> None:
+    _exit_with_parent(parent)
     logging.basicConfig(level=logging.WARNING)
     for noisy in ("asyncua", "pymodbus"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -269,7 +285,10 @@ class FactoryProcess:
     def start(self, timeout: float = 30.0) -> FactoryProcess:
         ready = self._ctx.Event()
         self._proc = self._ctx.Process(
-            target=_factory_main, args=(self.layout, ready), name="yugong-demo-factory", daemon=True
+            target=_factory_main,
+            args=(self.layout, ready, os.getpid()),
+            name="yugong-demo-factory",
+            daemon=True,
         )
         self._proc.start()
         if not ready.wait(timeout):

@@ -7,6 +7,7 @@ from sqlalchemy import Connection
 
 import yugong.platform.alarms.models
 import yugong.platform.command_models
+import yugong.platform.dashboards
 import yugong.platform.registry.models
 import yugong.platform.rules.models
 import yugong.security.models

@@ -12,6 +12,7 @@ PAGES = (
     "dashboards",
     "alarms",
     "rules",
+    "commands",
     "products",
     "gateways",
     "components",

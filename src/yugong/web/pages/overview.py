@@ -10,9 +10,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from yugong.platform.alarms.queries import AlarmFilter
+from yugong.platform.registry.records import DeviceRecord
 from yugong.web.console import PREFIX, NavItem, Viewer, ViewerDep, render
+from yugong.web.pages.gateways import gateway_devices, gateway_health
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
+DROPS = ("dropped_messages", "dropped_rows", "refused_rows", "sink_dropped_rows")
 NAV = [NavItem("overview", f"{PREFIX}/", "devices:read")]
 # (tenant) -> (monotonic time, accepted points): the rate is the change between two looks.
 _last_seen: dict[int, tuple[float, int]] = {}
@@ -26,7 +29,7 @@ def figures(request: Request, viewer: Viewer) -> dict[str, Any]:
     devices = request.app.state.registry.devices
     total = devices.list(p, tenant_id=tenant, limit=1).total
     online = devices.list(p, tenant_id=tenant, online=True, limit=1).total
-    gateways = [d for d in devices.list(p, tenant_id=tenant, limit=1000).items if d.is_gateway]
+    gateways = [_with_health(request, viewer, g) for g in gateway_devices(request, viewer)]
     out: dict[str, Any] = {
         "tenant": tenant,
         "devices": total,
@@ -43,6 +46,23 @@ def figures(request: Request, viewer: Viewer) -> dict[str, Any]:
         recent = alarms.list(p, tenant_id=tenant, filters=AlarmFilter(), limit=8)
         out["recent"] = recent.items
     return out
+
+
+def _with_health(request: Request, viewer: Viewer, g: DeviceRecord) -> dict[str, Any]:
+    """A gateway with the few health figures worth a glance: poll latency, buffer, drops."""
+    _, latest = gateway_health(request, viewer, g, [])
+
+    def value(key: str) -> float | None:
+        v = latest.get(key, {}).get("value")
+        return float(v) if isinstance(v, int | float) else None
+
+    dropped = [value(k) for k in DROPS]
+    return {
+        "g": g,
+        "latency": value("poll_latency_ms_avg"),
+        "buffer": value("buffer_rows"),
+        "dropped": sum(d for d in dropped if d is not None) if any(dropped) else None,
+    }
 
 
 def _rate(request: Request, tenant: int) -> float | None:
