@@ -211,7 +211,7 @@ def test_stream_receives_raise_and_clear(env: Env) -> None:
         assert [d["kind"] for _, d in major.wait(2)[:2]] == ["raised", "cleared"]
         time.sleep(0.5)
         assert critical.events == []  # B's critical alarm is not A's
-        assert "heartbeat" in everything.comments
+        assert "keep-alive" in everything.comments
         assert all(d["tenant"] == a.tenant_id for _, d in everything.events)
         assert cleared.kind == "cleared"
         for reader in (everything, major, critical):  # the server ends each stream

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, cast
 
-import orjson
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from yugong.api import sse
 from yugong.api.deps import Limit, Offset, PrincipalDep, TenantQuery
 from yugong.core.errors import FieldError, InvalidInput
 from yugong.core.timeutil import to_us
@@ -24,6 +24,7 @@ from yugong.platform.rules.types import ALARMS_TOPIC, AlarmChange
 
 router = APIRouter(prefix="/alarms", tags=["alarms"])
 STREAM_QUEUE = 10_000
+OPENING = sse.opening("alarm stream")
 MAX_STREAM_S = 24 * 3600.0
 
 
@@ -213,40 +214,27 @@ async def stream(
             and (device is None or c.device == device)
         )
 
-    async def events() -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        deadline = None if end_after is None else loop.time() + end_after
-        seen_dropped = 0
-        try:
-            yield b"retry: 2000\n: alarm stream\n\n"
-            if once:
-                return
-            while True:
-                left = heartbeat if deadline is None else min(heartbeat, deadline - loop.time())
-                if left <= 0:
-                    return
-                try:
-                    change = await asyncio.wait_for(sub.get(), left)
-                except TimeoutError:
-                    if deadline is None or loop.time() < deadline:
-                        yield b": heartbeat\n\n"
-                    continue
-                except StopAsyncIteration:
-                    return
-                if sub.dropped > seen_dropped:
-                    lost, seen_dropped = sub.dropped - seen_dropped, sub.dropped
-                    yield b"event: dropped\ndata: " + orjson.dumps({"dropped": lost}) + b"\n\n"
-                if isinstance(change, AlarmChange) and wanted(change):
-                    data = orjson.dumps(change_json(change), default=str)
-                    yield b"event: alarm\ndata: " + data + b"\n\n"
-        finally:
-            sub.close()
+    if once:
+        sub.close()
+        return sse.response(_just(OPENING))
+    seen_dropped = 0
 
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    def render(change: object) -> list[bytes]:
+        nonlocal seen_dropped
+        out = []
+        if sub.dropped > seen_dropped:
+            lost, seen_dropped = sub.dropped - seen_dropped, sub.dropped
+            out.append(sse.message({"dropped": lost}, "dropped"))
+        if isinstance(change, AlarmChange) and wanted(change):
+            out.append(sse.message(change_json(change), "alarm"))
+        return out
+
+    events = sse.from_bus(sub, OPENING, render, heartbeat=heartbeat, end_after=end_after)
+    return sse.response(events, sub)
+
+
+async def _just(first: bytes) -> AsyncIterator[bytes]:
+    yield first
 
 
 @router.get("/{alarm_id}", summary="One alarm", response_model=AlarmOut)

@@ -7,11 +7,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, cast
 
-import orjson
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from starlette.background import BackgroundTask
 
+from yugong.api import sse
 from yugong.api.deps import PrincipalDep
 from yugong.core.errors import FieldError, InvalidInput
 from yugong.core.timeutil import US_PER_S, now_us, to_us
@@ -31,7 +30,7 @@ router = APIRouter(tags=["telemetry"])
 DAY_US = 86_400 * US_PER_S
 STREAM_QUEUE = 1_000  # batches; a stream that falls behind skips the oldest
 MAX_STREAM_S = 24 * 3600.0
-_OPENING = b"retry: 2000\n: device stream\n\n"  # reconnect after 2 s; the first bytes
+_OPENING = sse.opening("device stream")
 
 KeysQ = Annotated[
     str | None,
@@ -115,50 +114,18 @@ async def device_stream(
     picker = DeviceStream(refs)
     if once:
         snapshot = await asyncio.to_thread(picker.snapshot, svc)
-        return _sse(_snapshot_events(snapshot))
+        return sse.response(_snapshot_events(snapshot))
     # Subscribed before the answer starts, so nothing ingested after this call is missed.
     sub = cast(Bus, request.app.state.bus).subscribe(SAMPLES_TOPIC, maxsize=STREAM_QUEUE)
 
-    async def events() -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        deadline = None if end_after is None else loop.time() + end_after
-        try:
-            yield _OPENING
-            while True:
-                left = heartbeat if deadline is None else min(heartbeat, deadline - loop.time())
-                if left <= 0:
-                    return
-                try:
-                    batch = await asyncio.wait_for(sub.get(), left)
-                except TimeoutError:
-                    if deadline is None or loop.time() < deadline:
-                        yield b": keep-alive\n\n"
-                    continue
-                except StopAsyncIteration:
-                    return
-                body = picker.event(batch)
-                if body is not None:
-                    yield _message(body)
-        finally:
-            sub.close()  # also when the client went away and the response was cancelled
+    def render(batch: Any) -> list[bytes]:
+        body = picker.event(batch)
+        return [sse.message(body)] if body is not None else []
 
-    # The background task closes the subscription even if the body never started.
-    return _sse(events(), BackgroundTask(sub.close))
-
-
-def _message(body: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(body) + b"\n\n"
+    events = sse.from_bus(sub, _OPENING, render, heartbeat=heartbeat, end_after=end_after)
+    return sse.response(events, sub)
 
 
 async def _snapshot_events(snapshot: dict[str, Any]) -> AsyncIterator[bytes]:
     yield _OPENING
-    yield _message(snapshot)
-
-
-def _sse(body: AsyncIterator[bytes], background: BackgroundTask | None = None) -> StreamingResponse:
-    return StreamingResponse(
-        body,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        background=background,
-    )
+    yield sse.message(snapshot)
