@@ -299,6 +299,7 @@ class DeviceService:
         limit: int = 100,
         offset: int = 0,
         asset_ids: Sequence[int] | None = None,
+        is_gateway: bool | None = None,
     ) -> Listing[DeviceRecord]:
         """Devices of a tenant, filtered; ``search`` matches name or label (any case);
         ``asset_ids``: devices on any of these assets (e.g. a subtree)."""
@@ -311,6 +312,8 @@ class DeviceService:
             q = q.where(Device.asset_id == asset_id)
         if asset_ids is not None:
             q = q.where(Device.asset_id.in_(list(asset_ids)))
+        if is_gateway is not None:
+            q = q.where(Device.is_gateway == is_gateway)
         if gateway_id is not None:
             q = q.where(Device.gateway_id == gateway_id)
         if online is not None:

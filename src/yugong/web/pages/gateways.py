@@ -16,7 +16,7 @@ from yugong.web.console import PREFIX, NavItem, Viewer, ViewerDep, render
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 NAV = [NavItem("gateways", f"{PREFIX}/gateways", "devices:read")]
-SCAN = 1000  # devices read per page while looking for gateways
+SCAN = 1000  # gateways (and devices behind one) listed at most
 # The health points, in the order of the tiles; "warn" ones are worth a look when not 0.
 HEALTH = (
     ("connectors", False),
@@ -45,14 +45,8 @@ def health_name(gateway: str) -> str:
 
 def gateway_devices(request: Request, viewer: Viewer) -> list[DeviceRecord]:
     devices = request.app.state.registry.devices
-    found: list[DeviceRecord] = []
-    offset = 0
-    while True:
-        page = devices.list(viewer.principal, tenant_id=viewer.tenant_id, limit=SCAN, offset=offset)
-        found.extend(d for d in page.items if d.is_gateway)
-        offset += len(page.items)
-        if not page.items or offset >= page.total:
-            return found
+    page = devices.list(viewer.principal, tenant_id=viewer.tenant_id, is_gateway=True, limit=SCAN)
+    return list(page.items)
 
 
 @router.get("/gateways", response_class=HTMLResponse)
