@@ -27,7 +27,7 @@ from yugong.api.csrf import (
     csrf_token,
     set_session_cookies,
 )
-from yugong.core.errors import Forbidden, RateLimited, Unauthorized, YugongError
+from yugong.core.errors import RateLimited, Unauthorized, YugongError
 from yugong.security.context import current
 from yugong.security.permissions import allowed
 from yugong.security.principal import Principal
@@ -359,7 +359,6 @@ def install_console(app: FastAPI) -> None:
 __all__ = [
     "NAV",
     "PREFIX",
-    "Forbidden",
     "LoginRequired",
     "PageForbidden",
     "Viewer",
