@@ -189,11 +189,16 @@ def test_rolling_by_hand(statistic: str, values: list[float], expected: list[flo
     np.testing.assert_allclose(out, expected, equal_nan=True, atol=1e-12)
 
 
-@pytest.mark.parametrize("window", [1, 2, 7, 50, 300])
-@pytest.mark.parametrize("statistic", ["mean", "std", "min", "max", "median"])
+@pytest.mark.parametrize(
+    ("window", "statistic"),
+    [
+        (w, s)
+        for w in (1, 2, 7, 50, 300)
+        for s in ("mean", "std", "min", "max", "median")
+        if not (s == "std" and w == 1)  # a standard deviation needs two samples
+    ],
+)
 def test_rolling_matches_brute_force(window: int, statistic: str) -> None:
-    if statistic == "std" and window == 1:
-        pytest.skip("std needs two samples")
     rng = np.random.default_rng(window)
     # A random walk on a large offset, as a sensor reading might be.
     x = 1e6 + rng.normal(size=(3, 300)).cumsum(axis=-1)
